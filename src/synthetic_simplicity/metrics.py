@@ -1,0 +1,129 @@
+"""Per-run accuracy metrics on the class x source test cells, and their aggregation over seeds.
+
+Metric names follow WILDS (``acc_avg``, ``acc_wg``) so the tables read like the group-robustness
+literature; a "group" here is one class x source cell, keyed ``{class}·{source}`` (U+00B7).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+SOURCE_NAMES = ("real", "synthetic")  # index = the `source` code of the image-set contract
+CELL_SEP = "\u00b7"
+REQUIRED_COLUMNS = ("label", "source", "pred")  # all the metrics need; pool/index/prob_* are extra
+IDENTITY_KEYS = ("dataset", "architecture", "alpha", "seed")
+DEFAULT_CI = 0.95
+
+
+def ci_method(ci: float = DEFAULT_CI) -> str:
+    return f"{ci * 100:g}% Student-t interval over seeds"
+
+
+CI_METHOD = ci_method(DEFAULT_CI)
+
+
+def cell_name(class_name: str, source: int) -> str:
+    return f"{class_name}{CELL_SEP}{SOURCE_NAMES[source]}"
+
+
+def _acc(correct: np.ndarray) -> float | None:
+    # None (JSON null), not NaN: an empty cell has no accuracy, and NaN is not valid JSON.
+    return float(correct.mean()) if len(correct) else None
+
+
+def run_metrics(pred: pd.DataFrame, class_names: list[str]) -> dict:
+    """acc_avg, acc_cell:*/count_cell:* per class x source cell, acc_wg and acc_balanced."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in pred.columns]
+    if missing:
+        raise ValueError(f"predictions frame lacks required column(s) {missing}; has {list(pred.columns)}")
+    label = pred["label"].to_numpy(dtype=np.int64)
+    source = pred["source"].to_numpy(dtype=np.int64)
+    # Out-of-range codes would silently fall outside every cell and skew acc_avg vs the cells.
+    if len(label) and (label.min() < 0 or label.max() >= len(class_names)):
+        raise ValueError(f"labels must lie in 0..{len(class_names) - 1} (class_names {class_names})")
+    if not np.isin(source, [0, 1]).all():
+        raise ValueError(f"source must be 0 (real) or 1 (synthetic), got {sorted(set(source.tolist()))}")
+    correct = pred["pred"].to_numpy(dtype=np.int64) == label
+
+    out: dict = {"acc_avg": _acc(correct)}
+    cells = []
+    for k, name in enumerate(class_names):
+        for s in range(len(SOURCE_NAMES)):
+            hit = correct[(label == k) & (source == s)]
+            out[f"acc_cell:{cell_name(name, s)}"] = _acc(hit)
+            out[f"count_cell:{cell_name(name, s)}"] = int(len(hit))
+            if len(hit):
+                cells.append(float(hit.mean()))
+    out["acc_wg"] = min(cells) if cells else None
+    # Classes absent from the test set have no recall; averaging only present ones keeps it defined.
+    recalls = [float(correct[label == k].mean()) for k in range(len(class_names)) if (label == k).any()]
+    out["acc_balanced"] = float(np.mean(recalls)) if recalls else None
+    return out
+
+
+def aggregate(records: list[dict], ci: float = DEFAULT_CI) -> pd.DataFrame:
+    """Long table: one row per (dataset, architecture, alpha, acc_* metric) with a t-interval over seeds.
+
+    Null metric values (empty cells) are left out of that row's seeds, so n_seeds may be below the
+    number of runs and is 0 when the cell is empty in every run.
+    """
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci}")
+    rows, seen = [], set()
+    for r in records:
+        missing = [k for k in IDENTITY_KEYS if k not in r]
+        if missing:
+            raise ValueError(f"metric record lacks identifying key(s) {missing}")
+        key = (str(r["dataset"]), str(r["architecture"]), float(r["alpha"]), int(r["seed"]))
+        # A repeated run would silently count as an extra seed and shrink the interval.
+        if key in seen:
+            raise ValueError(f"duplicate run {dict(zip(IDENTITY_KEYS, key))}")
+        seen.add(key)
+        for m, v in r.items():
+            if m.startswith("acc_"):
+                rows.append((*key[:3], m, np.nan if v is None else float(v)))
+    cols = ["dataset", "architecture", "alpha", "metric", "cell", "n_seeds", "mean", "sd", "ci_low", "ci_high"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    long = pd.DataFrame(rows, columns=["dataset", "architecture", "alpha", "metric", "value"])
+    out = []
+    for (d, a, al, m), g in long.groupby(["dataset", "architecture", "alpha", "metric"], sort=True):
+        v = g["value"].dropna().to_numpy()
+        n = len(v)
+        mean = float(v.mean()) if n else math.nan
+        sd = float(v.std(ddof=1)) if n > 1 else math.nan  # one seed: no spread estimate, not 0
+        half = float(stats.t.ppf((1 + ci) / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else math.nan
+        cell = m.split(":", 1)[1] if m.startswith("acc_cell:") else ""
+        out.append((d, a, al, m, cell, n, mean, sd, mean - half, mean + half))
+    table = pd.DataFrame(out, columns=cols)
+    return table.sort_values(["dataset", "architecture", "alpha", "metric"], kind="stable").reset_index(drop=True)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):  # numpy scalars from upstream code
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_json(path: str | os.PathLike, record: dict) -> None:
+    """Sorted-key, indented JSON, written to a temp file and renamed so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        # allow_nan=False: NaN/Infinity are not JSON; empty cells must be None upstream.
+        text = json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False,
+                          default=_json_default)
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,183 @@
+"""One function per Snakemake rule: paths and settings in, files out.
+
+The scripts in workflow/scripts only unpack the ``snakemake`` object and call these, so every
+stage can be run and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .assembly import assemble_alpha, assemble_test, gather, read_manifest, write_manifest
+from .imageset import SOURCES, SPLITS, ImageSet, read_imageset, write_imageset
+from .metrics import aggregate, ci_method, run_metrics, write_json
+from .seeds import derive_seed
+
+log = logging.getLogger(__name__)
+
+
+class SynthesisQualityError(RuntimeError):
+    """Too many degenerate samples: the generator is undertrained or the sampler diverges."""
+
+
+def mnist_real(out_path: str, data: dict, base_seed: int) -> None:
+    from . import mnist
+
+    if data["source"] == "embedded":
+        images, labels = mnist.load_embedded()
+    else:
+        images, labels = mnist.load_download(data["mirrors"], data["download_dir"], data["retries"], data["timeout_s"])
+    real = mnist.build_real(images, labels, data["digits"], data["test_fraction"],
+                            derive_seed(base_seed, "mnist", "split"), image_size=data["image_size"],
+                            max_per_class=data["max_per_class"], provenance={"source": data["source"]})
+    log.info("real images: %d train, %d test", (real.split == SPLITS["train"]).sum(), (real.split == SPLITS["test"]).sum())
+    write_imageset(out_path, real)
+
+
+def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, seed: int, device_name: str,
+                    checkpoints: str, threads: int | None = None, progress: bool = True) -> dict:
+    from . import diffusion, synthesis
+    from .figures import plot_grid
+    from .runtime import atomic_torch_save, resolve_device, resolve_precision, seed_everything
+
+    seed_everything(seed, threads)
+    device = resolve_device(device_name)
+    precision = resolve_precision(cfg["precision"], device)
+    log.info("device %s, precision %s", device, precision)
+    real = read_imageset(real_path)
+    train = real.rows(real.split == SPLITS["train"])  # the generator never sees test images
+    bundle = diffusion.train_diffusion(train.images, train.label, len(real.class_names), cfg, seed, device,
+                                       precision, checkpoints, progress=progress)
+    bundle["class_names"] = real.class_names
+    bundle["precision"] = precision
+    log.info("training stats: %s", bundle["stats"])
+    atomic_torch_save(bundle, model_path)
+
+    # Preview with a fixed cheap sampler (DDIM-20), so synthesis settings never retrain the model.
+    model = diffusion.load_generator(bundle, device)
+    labels = np.repeat(np.arange(len(real.class_names)), cfg["grid_per_class"])
+    seeds = np.array([derive_seed(seed, "grid", i) for i in range(len(labels))])
+    sampler = synthesis.make_sampler("ddim", bundle["scheduler_config"], clip_sample=True)
+    images = synthesis.sample_images(model, sampler, labels, seeds, tuple(bundle["image_shape"]),
+                                     len(real.class_names), 20, 1.0, 256, device, precision, progress=progress)
+    plot_grid(images, labels, real.class_names, grid_path)
+    return bundle
+
+
+def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, seed: int, device_name: str,
+                     threads: int | None = None, progress: bool = True) -> ImageSet:
+    import torch
+
+    from . import diffusion, synthesis
+    from .runtime import resolve_device, resolve_precision, seed_everything
+
+    seed_everything(seed, threads)
+    device = resolve_device(device_name)
+    precision = resolve_precision(cfg["precision"], device)
+    real = read_imageset(real_path)
+    bundle = torch.load(model_path, map_location="cpu", weights_only=False)
+    model = diffusion.load_generator(bundle, device)
+    sampler = synthesis.make_sampler(cfg["sampler"], bundle["scheduler_config"], cfg["clip_sample"])
+
+    labels, seeds, split = [], [], []
+    for pool, key in (("train", "train_per_class"), ("test", "test_per_class")):
+        for c in range(len(real.class_names)):
+            n = cfg[key] or int(((real.split == SPLITS[pool]) & (real.label == c)).sum())
+            labels.append(np.full(n, c))
+            seeds.append(synthesis.sample_seeds(seed, pool, c, n))
+            split.append(np.full(n, SPLITS[pool]))
+    labels, seeds, split = map(np.concatenate, (labels, seeds, split))
+    if set(seeds[split == SPLITS["train"]]) & set(seeds[split == SPLITS["test"]]):
+        raise RuntimeError("synthetic train and test pools share a seed; report this as a bug")
+    log.info("sampling %d images with %s-%d on %s (%s)", len(labels), cfg["sampler"], cfg["sampling_steps"],
+             device, precision)
+    images = synthesis.sample_images(model, sampler, labels, seeds, tuple(bundle["image_shape"]),
+                                     len(real.class_names), cfg["sampling_steps"], cfg["guidance_scale"],
+                                     cfg["batch_size"], device, precision, progress=progress)
+    bad = synthesis.degenerate_mask(images, cfg["saturated_fraction"], cfg["blank_std"])
+    log.info("degenerate samples (saturated or blank): %d of %d (%.1f %%)", bad.sum(), len(bad), 100 * bad.mean())
+    if bad.mean() > cfg["max_degenerate_fraction"]:
+        raise SynthesisQualityError(
+            f"{bad.mean():.1%} of samples are degenerate (saturated or blank), above "
+            f"synthesis.max_degenerate_fraction={cfg['max_degenerate_fraction']}; train longer "
+            f"(diffusion.steps), or use sampler ddim with clip_sample: true")
+    synthetic = ImageSet(images=images, label=labels.astype(np.int64), source=np.full(len(labels), SOURCES["synthetic"]),
+                         split=split, dataset=real.dataset, class_names=real.class_names, seed=seeds,
+                         provenance={"generator": str(model_path), "generator_hash": bundle["hash"],
+                                     "synthesis": cfg, "degenerate_fraction": float(bad.mean())})
+    write_imageset(out_path, synthetic)
+    return synthetic
+
+
+def assemble(real_path: str, synthetic_path: str, out_path: str, alpha: float | None, per_class: int | None,
+             base_seed: int, run_seed: int) -> None:
+    """A training manifest for one alpha and seed, or the test manifest when ``alpha`` is None."""
+    real, synthetic = read_imageset(real_path), read_imageset(synthetic_path)
+    if alpha is None:
+        m = assemble_test(real, synthetic)
+    else:
+        m = assemble_alpha(real, synthetic, alpha, per_class, base_seed, run_seed)
+    log.info("realised counts per cell: %s", m.attrs["counts"])
+    write_manifest(out_path, m)
+
+
+def train_classifier(real_path: str, synthetic_path: str, train_path: str, test_path: str, model_path: str,
+                     predictions_path: str, architecture: str, cfg: dict, seed: int, device_name: str,
+                     checkpoint: str, threads: int | None = None, progress: bool = True) -> pd.DataFrame:
+    from . import classifier
+    from .runtime import atomic_torch_save, resolve_device, resolve_precision, seed_everything
+
+    seed_everything(seed, threads)
+    device = resolve_device(device_name)
+    precision = resolve_precision(cfg["precision"], device)
+    real, synthetic = read_imageset(real_path), read_imageset(synthetic_path)
+    train, test = read_manifest(train_path), read_manifest(test_path)
+    log.info("%s on %d training images %s, device %s, precision %s", architecture, len(train.label),
+             train.attrs["counts"], device, precision)
+    model = classifier.train_classifier(gather(train, real, synthetic), train.label, len(real.class_names),
+                                        architecture, cfg, seed, device, precision, checkpoint, progress=progress)
+    probs = classifier.predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
+    frame = classifier.predictions_frame(test.pool, test.index, test.label, probs)
+    atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(),
+                       "class_names": real.class_names, "train_counts": train.attrs["counts"]}, model_path)
+    tmp = Path(predictions_path + ".partial")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(predictions_path)
+    Path(checkpoint).unlink(missing_ok=True)  # the run is complete; model.pt supersedes it
+    return frame
+
+
+def evaluate_run(predictions_path: str, real_path: str, out_path: str, identity: dict) -> dict:
+    class_names = read_imageset(real_path).class_names
+    record = identity | run_metrics(pd.read_csv(predictions_path), class_names)
+    write_json(out_path, record)
+    return record
+
+
+def aggregate_alpha(metrics_paths: list[str], out_path: str, ci: float) -> pd.DataFrame:
+    records = [json.loads(Path(p).read_text()) for p in metrics_paths]
+    table = aggregate(records, ci)
+    table["ci_method"] = ci_method(ci)  # the interval is named in the table itself
+    tmp = Path(out_path + ".partial")
+    table.to_csv(tmp, index=False)
+    tmp.replace(out_path)
+    return table
+
+
+def figure_alpha(table_path: str, real_path: str, out_path: str, ci: float) -> None:
+    from .figures import plot_alpha
+
+    real = read_imageset(real_path)
+    title = f"{real.dataset}: {real.class_names[0]} vs {real.class_names[1]}"
+    plot_alpha(pd.read_csv(table_path), out_path, title, ci_method(ci), class_names=real.class_names)
+
+
+def figure_samples(real_path: str, synthetic_path: str, out_path: str, seed: int) -> None:
+    from .figures import plot_samples
+
+    plot_samples(read_imageset(real_path), read_imageset(synthetic_path), out_path, seed=seed)

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthetic_simplicity.figures import plot_alpha, plot_grid, plot_samples
+from synthetic_simplicity.imageset import ImageSet
+from synthetic_simplicity.metrics import CI_METHOD, aggregate
+
+
+def table(archs=("cnn", "resnet"), seeds=(0, 1, 2)):
+    recs = []
+    for arch in archs:
+        for alpha in (0.0, 0.5, 1.0):
+            for s in seeds:
+                r = {"dataset": "mnist", "architecture": arch, "alpha": alpha, "seed": s, "acc_avg": 0.9}
+                for c in ("2·real", "2·synthetic", "7·real", "7·synthetic"):
+                    r[f"acc_cell:{c}"] = 0.5 + 0.1 * alpha + 0.01 * s
+                recs.append(r)
+    return aggregate(recs)
+
+
+def test_plot_alpha_pdf_and_png(tmp_path):
+    fig = plot_alpha(table(), tmp_path / "a.pdf", "MNIST", CI_METHOD)
+    assert (tmp_path / "a.pdf").read_bytes()[:4] == b"%PDF"
+    data_axes = [ax for ax in fig.axes if ax.lines]
+    assert len(data_axes) == 2 and [ax.get_title() for ax in data_axes] == ["cnn", "resnet"]
+    ax = data_axes[0]
+    assert ax.get_ylim() == (0, 100) and list(ax.get_xticks()) == [0.0, 0.5, 1.0]
+    assert [l.get_label() for l in ax.lines] == ["2 · real", "2 · synthetic", "7 · real", "7 · synthetic"]
+    styles = {l.get_label(): (l.get_color(), l.get_linestyle()) for l in ax.lines}
+    assert styles["2 · real"][1] == "-" and styles["7 · real"][1] == "--"
+    assert styles["2 · real"][0] == styles["7 · real"][0] != styles["2 · synthetic"][0]
+    assert ax.lines[0].get_ydata()[1] == pytest.approx(100 * 0.56)
+    assert len(ax.collections) == 4  # one CI band per cell
+    texts = [t.get_text() for t in fig.texts]
+    assert f"Mean over 3 seeds; bands: {CI_METHOD}" in texts
+
+    fig = plot_alpha(table(archs=("cnn",), seeds=(0,)), tmp_path / "a.png", "one seed", CI_METHOD)
+    with Image.open(tmp_path / "a.png") as im:
+        im.verify()
+    data_axes = [ax for ax in fig.axes if ax.lines]
+    assert len(data_axes) == 1 and len(data_axes[0].collections) == 0  # no band without a CI
+    assert not any(p.name.endswith((".tmp.png", ".tmp.pdf")) for p in tmp_path.iterdir())
+
+
+def test_plot_alpha_needs_cells(tmp_path):
+    t = table()
+    with pytest.raises(ValueError):
+        plot_alpha(t[t["metric"] == "acc_avg"], tmp_path / "x.png", "t", CI_METHOD)
+
+
+def imageset(n, shape, source, seed):
+    rng = np.random.default_rng(seed)
+    return ImageSet(images=rng.integers(0, 256, (n, *shape), dtype=np.uint8),
+                    label=np.arange(n) % 2, source=np.full(n, source, np.uint8),
+                    split=np.full(n, 2, np.uint8), dataset="toy", class_names=["2", "7"])
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (3, 12, 12), (1, 12, 12)])
+def test_plot_samples_grid(tmp_path, shape):
+    real, syn = imageset(20, shape, 0, 1), imageset(6, shape, 1, 2)  # syn has only 3 per class
+    sizes = {}
+    for k in (3, 8):
+        fig = plot_samples(real, syn, tmp_path / f"s{k}.png", per_class=k, seed=0)
+        assert len(fig.axes) == 4 * k  # 2 classes x (real, synthetic) rows, per_class columns
+        assert [ax.get_ylabel().split("\n")[0] for ax in fig.axes[::k]] == \
+            ["2 · real", "2 · synthetic", "7 · real", "7 · synthetic"]
+        assert sum(bool(ax.images) for ax in fig.axes[k:2 * k]) == min(k, 3)  # synthetic row pads blank
+        with Image.open(tmp_path / f"s{k}.png") as im:
+            im.verify()
+            sizes[k] = im.size
+    assert sizes[8][0] > sizes[3][0] and sizes[8][1] == pytest.approx(sizes[3][1], abs=4)
+
+
+def test_plot_samples_deterministic(tmp_path):
+    real, syn = imageset(20, (8, 8), 0, 1), imageset(20, (8, 8), 1, 2)
+    plot_samples(real, syn, tmp_path / "a.png", per_class=4, seed=5)
+    plot_samples(real, syn, tmp_path / "b.png", per_class=4, seed=5)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_plot_grid(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 256, (6, 1, 10, 10), dtype=np.uint8)
+    fig = plot_grid(imgs, np.array([0, 0, 0, 0, 1, 1]), ["2", "7"], tmp_path / "g.png")
+    assert len(fig.axes) == 2 * 4
+    assert sum(bool(ax.images) for ax in fig.axes) == 6
+    with Image.open(tmp_path / "g.png") as im:
+        im.verify()

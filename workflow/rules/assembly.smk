@@ -1,0 +1,38 @@
+# Stage 4: manifests (rows of the real and synthetic pools), one per alpha and seed, and the test set.
+
+
+rule assemble_alpha:
+    input:
+        real="results/{dataset}/real.h5",
+        synthetic="results/{dataset}/synthetic.h5",
+    output:
+        manifest="results/{dataset}/manifests/alpha{alpha}_seed{seed}.h5",
+    log:
+        "logs/assembly/{dataset}_alpha{alpha}_seed{seed}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        per_class=lambda wildcards: section(wildcards, "assembly")["per_class"],
+        seed=config["seed"],
+    script:
+        "../scripts/assemble_alpha.py"
+
+
+rule assemble_test:
+    input:
+        real="results/{dataset}/real.h5",
+        synthetic="results/{dataset}/synthetic.h5",
+    output:
+        manifest="results/{dataset}/manifests/test.h5",
+    log:
+        "logs/assembly/{dataset}_test.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/assemble_test.py"

@@ -1,0 +1,34 @@
+# Stage 5: one classifier per architecture, alpha and seed; per-image predictions on the test set.
+
+
+rule train_classifier:
+    input:
+        real="results/{dataset}/real.h5",
+        synthetic="results/{dataset}/synthetic.h5",
+        train="results/{dataset}/manifests/alpha{alpha}_seed{seed}.h5",
+        test="results/{dataset}/manifests/test.h5",
+    output:
+        model="results/{dataset}/runs/{arch}/alpha{alpha}_seed{seed}/model.pt",
+        predictions="results/{dataset}/runs/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
+    log:
+        "logs/classifier/{dataset}_{arch}_alpha{alpha}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/classifier/{dataset}_{arch}_alpha{alpha}_seed{seed}.tsv"
+    retries: 2  # a killed attempt resumes from its last finished epoch
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        classifier=lambda wildcards: section(wildcards, "classifier"),
+        seed=config["seed"],
+        device=config["device"],
+        checkpoint=lambda wildcards: (
+            f"results/{wildcards.dataset}/runs/{wildcards.arch}/"
+            f"alpha{wildcards.alpha}_seed{wildcards.seed}/checkpoint.pt"
+        ),
+    script:
+        "../scripts/train_classifier.py"

@@ -1,0 +1,18 @@
+# Stage 1: real images into the HDF5 image-set contract, split into train/test.
+
+
+rule mnist_real:
+    output:
+        real="results/mnist/real.h5",
+    log:
+        "logs/data/mnist_real.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        data=config["mnist"]["data"],
+        seed=config["seed"],
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/mnist_real.py"

@@ -1,0 +1,39 @@
+# Stage 7: every figure is a file target.
+
+
+rule figure_alpha:
+    input:
+        table="results/{dataset}/alpha_metrics.csv",
+        real="results/{dataset}/real.h5",
+    output:
+        figure="results/figures/{dataset}_alpha.pdf",
+    log:
+        "logs/figures/{dataset}_alpha.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        ci=lambda wildcards: section(wildcards, "evaluation")["ci"],
+    script:
+        "../scripts/figure_alpha.py"
+
+
+rule figure_samples:
+    input:
+        real="results/{dataset}/real.h5",
+        synthetic="results/{dataset}/synthetic.h5",
+    output:
+        figure="results/figures/{dataset}_samples.png",
+    log:
+        "logs/figures/{dataset}_samples.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        seed=config["seed"],
+    script:
+        "../scripts/figure_samples.py"

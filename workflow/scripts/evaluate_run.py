@@ -1,0 +1,13 @@
+"""Rule evaluate_run: accuracy per cell, worst cell and balanced accuracy for one run."""
+
+from synthetic_simplicity import stages
+from synthetic_simplicity.joblog import start_log
+
+w = snakemake.wildcards
+start_log(snakemake.log[0])
+stages.evaluate_run(
+    snakemake.input.predictions,
+    snakemake.input.real,
+    snakemake.output.metrics,
+    {"dataset": w.dataset, "architecture": w.arch, "alpha": float(w.alpha), "seed": int(w.seed)},
+)

@@ -1,0 +1,22 @@
+"""Rule train_classifier: one classifier and its per-image test predictions."""
+
+from synthetic_simplicity import stages
+from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.seeds import derive_seed
+
+w = snakemake.wildcards
+start_log(snakemake.log[0])
+stages.train_classifier(
+    snakemake.input.real,
+    snakemake.input.synthetic,
+    snakemake.input.train,
+    snakemake.input.test,
+    snakemake.output.model,
+    snakemake.output.predictions,
+    w.arch,
+    snakemake.params.classifier,
+    derive_seed(snakemake.params.seed, w.dataset, "classifier", w.arch, w.alpha, w.seed),
+    snakemake.params.device,
+    snakemake.params.checkpoint,
+    threads=snakemake.threads,
+)

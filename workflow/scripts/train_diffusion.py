@@ -1,0 +1,17 @@
+"""Rule train_diffusion: the class-conditional DDPM, resumable from its checkpoints."""
+
+from synthetic_simplicity import stages
+from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.seeds import derive_seed
+
+start_log(snakemake.log[0])
+stages.train_diffusion(
+    snakemake.input.real,
+    snakemake.output.model,
+    snakemake.output.grid,
+    snakemake.params.diffusion,
+    derive_seed(snakemake.params.seed, snakemake.wildcards.dataset, "diffusion"),
+    snakemake.params.device,
+    snakemake.params.checkpoints,
+    threads=snakemake.threads,
+)
