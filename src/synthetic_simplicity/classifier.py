@@ -23,6 +23,9 @@ from .seeds import derive_seed
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("cnn", "resnet18")
+# Keys that may change without invalidating a checkpoint: the learning rate is constant, so a run
+# extended from k to more epochs continues exactly as an uninterrupted run of the longer budget.
+RESUMABLE_KEYS = ("epochs",)
 
 
 def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
@@ -76,12 +79,13 @@ def train_classifier(
     torch.manual_seed(derive_seed(seed, "init"))
     model = build_classifier(architecture, x_all.shape[1], num_classes).to(device)
     opt = _optimizer(model, cfg)
-    run_hash = config_hash(cfg | {"seed": seed, "arch": architecture, "n": len(y_all)})
+    run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
+                           | {"seed": seed, "arch": architecture, "n": len(y_all)})
     ckpt_path = Path(ckpt_path)
     epoch = 0
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["hash"] == run_hash:
+        if state["hash"] == run_hash and state["epoch"] <= cfg["epochs"]:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             epoch = state["epoch"]

@@ -74,12 +74,18 @@ def crop_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _latest_checkpoint(ckpt_dir: Path, run_hash: str) -> dict | None:
+    """This run's newest checkpoint; newer ones from another config are removed as stale.
+
+    Pruning keeps the newest ``keep_checkpoints`` files by step number, so a stale step_00000500
+    left by another config would otherwise outrank (and delete) every checkpoint this run writes.
+    """
     for path in sorted(ckpt_dir.glob("step_*.pt"), reverse=True):
         state = torch.load(path, map_location="cpu", weights_only=False)
         if state.get("hash") == run_hash:
             log.info("resuming from %s (step %d)", path, state["step"])
             return state
-        log.warning("ignoring %s: written by a different diffusion config", path)
+        log.warning("removing %s: written by a different diffusion config", path)
+        path.unlink()
     return None
 
 

@@ -116,7 +116,11 @@ def read_imageset(path: str | os.PathLike) -> ImageSet:
     path = Path(path)
     if not path.is_file():
         raise ImageSetError(f"{path}: no such image-set file")
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ImageSetError(f"{path}: not an HDF5 file ({e}); rebuild it") from e
+    with f:
         missing = [k for k in ("images", "label", "source", "split") if k not in f]
         if missing or f.attrs.get("schema_version") != SCHEMA_VERSION:
             raise ImageSetError(
@@ -124,7 +128,8 @@ def read_imageset(path: str | os.PathLike) -> ImageSet:
                 f"(missing {missing or 'none'}, version {f.attrs.get('schema_version')}); rebuild it"
             )
         opt = lambda k: f[k][()] if k in f else None  # noqa: E731
-        subject = opt("subject")
+        # h5py returns variable-length strings as UTF-8 bytes; decode them (not numpy's ASCII astype).
+        subject = f["subject"].asstr()[()] if "subject" in f else None
         s = ImageSet(
             images=f["images"][()], label=f["label"][()], source=f["source"][()],
             split=f["split"][()], dataset=str(f.attrs["dataset"]),

@@ -9,6 +9,7 @@ _validated = validate_config(
 config.clear()
 config.update(_validated)
 
+
 # Cheap jobs run on the submit host on a cluster instead of waiting in the queue.
 localrules:
     all,

@@ -8,11 +8,11 @@ rule mnist_real:
         "logs/data/mnist_real.log",
     conda:
         "../../envs/analysis.yaml"
-    params:
-        data=config["mnist"]["data"],
-        seed=config["seed"],
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        data=config["mnist"]["data"],
+        seed=config["seed"],
     script:
         "../scripts/mnist_real.py"

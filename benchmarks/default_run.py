@@ -1,0 +1,47 @@
+"""Wall time of the default run (config/config.yaml) end to end, per stage, on this machine.
+
+Runs Snakemake in a fresh directory and sums the per-job times from the benchmark files and logs.
+Target on 2 cores: <= 20 minutes.
+
+    python benchmarks/default_run.py [--cores 2] [--workdir /tmp/default-run] [--configfile ...]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/synthetic-simplicity-default-run"))
+    p.add_argument("--configfile", type=Path, default=ROOT / "config/config.yaml")
+    args = p.parse_args()
+    if args.workdir.exists():
+        shutil.rmtree(args.workdir)
+    args.workdir.mkdir(parents=True)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    cmd = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(args.workdir), "--configfile",
+           str(args.configfile.resolve()), "--cores", str(args.cores), "--workflow-profile", "none", "--quiet"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=os.environ)
+    wall = time.perf_counter() - t0
+    rows = []
+    for tsv in sorted((args.workdir / "results/benchmarks").rglob("*.tsv")):
+        rows.append({"stage": tsv.parent.name, "job": tsv.stem, "s": pd.read_csv(tsv, sep="\t")["s"].iloc[0]})
+    jobs = pd.DataFrame(rows)
+    print(jobs.groupby("stage")["s"].agg(["count", "sum", "mean"]).round(1).to_string())
+    print(f"\nend to end with --cores {args.cores}: {wall / 60:.1f} min (target <= 20 min on 2 cores)")
+    print(f"results in {args.workdir}")
+
+
+if __name__ == "__main__":
+    main()

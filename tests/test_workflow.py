@@ -1,0 +1,258 @@
+"""The Snakemake workflow itself: DAG shape, config errors, lint/format, and a tiny end-to-end run.
+
+Snakemake always runs in a temporary --directory, so nothing is written into the repository.
+The console scripts are taken from the interpreter's own bin/ so the tests work in any venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+SNAKEFMT = BIN / "snakefmt"
+SNAKEFILE = REPO / "Snakefile"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+TEST_CONFIG = REPO / "config" / "test.yaml"
+# device=cpu: the byte-for-byte determinism check below is a CPU guarantee; every invocation of the
+# tiny run passes the same arguments, so Snakemake never sees a changed parameter.
+TINY_ARGS = ["--configfile", str(TEST_CONFIG), "--config", "device=cpu", "--cores", "2"]
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the repo's workflow in ``workdir`` without the workflow profile; stdout+stderr merged."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir),
+           "--workflow-profile", "none", *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """The first 'Job stats:' table of a Snakemake run or dry-run, as {rule: count} (no 'total')."""
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
+    except StopIteration:
+        raise AssertionError(f"no 'Job stats:' table in the output:\n{output[-3000:]}") from None
+    stats = {}
+    for line in lines[start + 3:]:  # skip the header and the dashes
+        m = re.fullmatch(r"\s*(\w+)\s+(\d+)\s*", line)
+        if not m:
+            break
+        stats[m[1]] = int(m[2])
+    total = stats.pop("total", None)
+    assert total == sum(stats.values()), f"malformed job stats table: {stats}, total {total}"
+    return stats
+
+
+def check(result: subprocess.CompletedProcess, rc: int = 0) -> str:
+    assert result.returncode == rc, f"exit {result.returncode}:\n{result.stdout[-5000:]}"
+    return result.stdout
+
+
+# --------------------------------------------------------------------------- DAG (dry-runs)
+
+
+def test_default_dag(tmp_path):
+    out = check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), "-n"))
+    stats = job_stats(out)
+    for rule, n in {"train_classifier": 30, "assemble_alpha": 15, "evaluate_run": 30, "figure_alpha": 1,
+                    "figure_samples": 1, "aggregate_alpha": 1, "train_diffusion": 1, "all": 1}.items():
+        assert stats.get(rule) == n, f"{rule}: {stats.get(rule)} jobs, expected {n} ({stats})"
+    assert not (tmp_path / "results").exists()
+
+
+def test_single_figure_target(tmp_path):
+    out = check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), "results/figures/mnist_alpha.pdf", "-n"))
+    stats = job_stats(out)
+    assert stats["figure_alpha"] == 1 and stats["train_classifier"] == 30
+    assert "figure_samples" not in stats and "all" not in stats
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"mnist": {"assembly": {"alphas": [0, 1.5]}}}, "mnist.assembly.alphas"),
+    ({"mnist": {"data": {"digits": [2, 12]}}}, "mnist.data.digits"),
+    ({"mnist": {"diffusion": {"stepz": 3}}}, "stepz"),
+    ({"mnist": {"diffusion": {"steps": "many"}}}, "mnist.diffusion.steps"),
+    ({"mnist": {"classifier": {"architectures": ["vgg"]}}}, "mnist.classifier.architectures"),
+    ({"device": "gpu"}, "device"),
+], ids=["alpha-range", "digit-range", "unknown-key", "wrong-type", "bad-enum", "device"])
+def test_config_error_names_key(tmp_path, override, key):
+    override_file = tmp_path / "override.yaml"
+    override_file.write_text(yaml.safe_dump(override))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = snakemake(workdir, "--configfile", str(DEFAULT_CONFIG), str(override_file), "-n")
+    assert result.returncode != 0, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("ConfigError")]
+    assert len(errors) == 1, result.stdout
+    assert key in result.stdout and "see config/README.md" in result.stdout, result.stdout
+    assert "Job stats" not in result.stdout and "Building DAG" not in result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_lint(tmp_path):
+    out = check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), "--lint"))
+    assert "good condition" in out
+
+
+def test_snakefmt():
+    result = subprocess.run([str(SNAKEFMT), "--check", "Snakefile", "workflow/"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert result.returncode == 0, f"run `snakefmt Snakefile workflow/`:\n{result.stdout}"
+
+
+# --------------------------------------------------------------------------- tiny end-to-end run
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny preset, run once: (workdir, output, validated config)."""
+    from synthetic_simplicity.config import validate_config
+
+    workdir = tmp_path_factory.mktemp("tiny")
+    out = check(snakemake(workdir, *TINY_ARGS))
+    cfg = validate_config(yaml.safe_load(TEST_CONFIG.read_text()) | {"device": "cpu"},
+                          REPO / "workflow/schemas/config.schema.yaml")
+    return workdir, out, cfg
+
+
+def alpha_tag(alpha) -> str:
+    return f"{alpha:g}"
+
+
+def run_dirs(workdir: Path, cfg: dict) -> list[Path]:
+    m = cfg["mnist"]
+    return [workdir / f"results/mnist/runs/{arch}/alpha{alpha_tag(a)}_seed{s}"
+            for arch in m["classifier"]["architectures"] for a in m["assembly"]["alphas"]
+            for s in m["classifier"]["seeds"]]
+
+
+@pytest.fixture(scope="module")
+def noop(tiny):
+    """A second invocation right after the first."""
+    workdir, _, _ = tiny
+    return check(snakemake(workdir, *TINY_ARGS))
+
+
+@pytest.fixture(scope="module")
+def rerun(tiny, noop):
+    """Delete one run directory and one predictions.csv; dry-run, then rerun.
+
+    Returns the dry-run's job stats and output, plus copies of the deleted run's files.
+    """
+    workdir, _, _ = tiny
+    wiped = workdir / "results/mnist/runs/cnn/alpha0.5_seed0"
+    lost = workdir / "results/mnist/runs/resnet18/alpha1_seed0/predictions.csv"
+    saved = workdir.parent / "saved_run"
+    shutil.copytree(wiped, saved, dirs_exist_ok=True)
+    shutil.rmtree(wiped)
+    lost.unlink()
+    dry = check(snakemake(workdir, *TINY_ARGS, "-n"))
+    out = check(snakemake(workdir, *TINY_ARGS))
+    return {"stats": job_stats(dry), "dry": dry, "out": out, "wiped": wiped, "lost": lost, "saved": saved}
+
+
+@pytest.mark.slow
+def test_tiny_outputs(tiny):
+    workdir, out, cfg = tiny
+    figures = workdir / "results/figures"
+    assert (figures / "mnist_alpha.pdf").read_bytes()[:4] == b"%PDF"
+    from PIL import Image
+
+    with Image.open(figures / "mnist_samples.png") as im:
+        im.verify()
+    with Image.open(figures / "mnist_samples.png") as im:
+        assert im.size[0] > 50 and im.size[1] > 50
+
+    table = pd.read_csv(workdir / "results/mnist/alpha_metrics.csv")
+    m = cfg["mnist"]
+    cells = table[table["metric"].str.startswith("acc_cell:")]
+    for arch in m["classifier"]["architectures"]:
+        for alpha in m["assembly"]["alphas"]:
+            rows = cells[(cells["architecture"] == arch) & (cells["alpha"] == float(alpha))]
+            assert rows["cell"].nunique() == 4, f"{arch} alpha {alpha}: {rows}"
+            assert (rows["n_seeds"] == len(m["classifier"]["seeds"])).all()
+            assert rows["mean"].between(0, 1).all()
+    assert set(table["architecture"]) == {"cnn", "resnet18"}
+    assert sorted(set(table["alpha"])) == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.slow
+def test_tiny_metrics_match_test_manifest(tiny):
+    from synthetic_simplicity.assembly import read_manifest
+    from synthetic_simplicity.imageset import SPLITS, read_imageset
+
+    workdir, _, cfg = tiny
+    manifest = read_manifest(workdir / "results/mnist/manifests/test.h5")
+    expected = {f"count_cell:{k}": v for k, v in manifest.attrs["counts"].items()}
+    assert len(expected) == 4 and min(expected.values()) > 0
+    # Every real test image is in the test set; the synthetic test pool is as large as the real one.
+    real = read_imageset(workdir / "results/mnist/real.h5")
+    for k, name in enumerate(real.class_names):
+        n_real = int(((real.split == SPLITS["test"]) & (real.label == k)).sum())
+        assert expected[f"count_cell:{name}·real"] == n_real
+        assert expected[f"count_cell:{name}·synthetic"] == n_real
+    dirs = run_dirs(workdir, cfg)
+    assert len(dirs) == 6
+    for d in dirs:
+        record = json.loads((d / "metrics.json").read_text())
+        counts = {k: v for k, v in record.items() if k.startswith("count_cell:")}
+        assert counts == expected, d
+        assert record["architecture"] == d.parent.name
+        assert 0 <= record["acc_avg"] <= 1 and 0 <= record["acc_wg"] <= record["acc_avg"]
+
+
+@pytest.mark.slow
+def test_tiny_rule_logs(tiny):
+    workdir, _, cfg = tiny
+    m = cfg["mnist"]
+    logs = ["data/mnist_real.log", "diffusion/mnist.log", "synthesis/mnist.log", "assembly/mnist_test.log",
+            "evaluation/mnist_aggregate.log", "figures/mnist_alpha.log", "figures/mnist_samples.log"]
+    for a in m["assembly"]["alphas"]:
+        for s in m["classifier"]["seeds"]:
+            logs.append(f"assembly/mnist_alpha{alpha_tag(a)}_seed{s}.log")
+            for arch in m["classifier"]["architectures"]:
+                logs += [f"classifier/mnist_{arch}_alpha{alpha_tag(a)}_seed{s}.log",
+                         f"evaluation/mnist_{arch}_alpha{alpha_tag(a)}_seed{s}.log"]
+    missing = [p for p in logs if not (workdir / "logs" / p).is_file()]
+    assert not missing, f"missing logs: {missing}"
+    on_disk = {str(p.relative_to(workdir / "logs")) for p in (workdir / "logs").rglob("*.log")}
+    assert on_disk == set(logs)
+
+
+@pytest.mark.slow
+def test_tiny_second_invocation_does_nothing(noop):
+    assert "Nothing to be done" in noop
+    assert "Job stats" not in noop
+
+
+@pytest.mark.slow
+def test_tiny_rerun_only_what_was_lost(rerun):
+    stats = rerun["stats"]
+    assert stats == {"train_classifier": 2, "evaluate_run": 2, "aggregate_alpha": 1, "figure_alpha": 1,
+                     "all": 1}, rerun["dry"]
+    planned = set(re.findall(r"output: (results/mnist/runs/\S+)/model\.pt", rerun["dry"]))
+    assert planned == {"results/mnist/runs/cnn/alpha0.5_seed0", "results/mnist/runs/resnet18/alpha1_seed0"}
+    assert job_stats(rerun["out"]) == stats
+    assert rerun["lost"].is_file()
+
+
+@pytest.mark.slow
+def test_tiny_rerun_is_deterministic(rerun):
+    for name in ("metrics.json", "predictions.csv"):
+        before = (rerun["saved"] / name).read_bytes()
+        after = (rerun["wiped"] / name).read_bytes()
+        assert after == before, f"{name} differs after rerunning with the same config and seed"
