@@ -38,9 +38,13 @@ def _resolve(schema: dict, root: dict) -> dict:
     return node
 
 
+def _path(parts) -> str:
+    """A user-facing key path: ``mnist.assembly.alphas[1]``."""
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in parts).replace(".[", "[")
+
+
 def _key(error: jsonschema.ValidationError) -> str:
-    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path]
-    return ".".join(parts).replace(".[", "[") or "(top level)"
+    return _path(error.absolute_path) or "(top level)"
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:
@@ -53,8 +57,12 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     if errors:
         e = errors[0]
         if e.validator == "additionalProperties":
-            unknown = sorted(set(e.instance) - set(e.schema.get("properties", {})))
-            msg = f"unknown key(s) {unknown} under '{_key(e)}'; allowed: {sorted(e.schema['properties'])}"
+            parent = list(e.absolute_path)
+            unknown = sorted(set(e.instance) - set(e.schema.get("properties", {})), key=str)
+            keys = ", ".join(f"'{_path([*parent, k])}'" for k in unknown)
+            where = f"under '{_path(parent)}'" if parent else "at the top level"
+            msg = (f"unknown config key{'s' if len(unknown) > 1 else ''} {keys}; "
+                   f"allowed {where}: {sorted(e.schema['properties'])}")
         else:
             msg = f"config key '{_key(e)}': {e.message}"
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""

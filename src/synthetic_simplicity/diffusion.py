@@ -29,7 +29,7 @@ RESUMABLE_KEYS = ("steps", "checkpoint_every", "keep_checkpoints", "grid_per_cla
 
 
 def padded_size(size: int, n_blocks: int) -> int:
-    """UNet down-sampling needs a multiple of 2**(n_blocks-1); 28 -> 32."""
+    """UNet down-sampling needs a multiple of 2**(n_blocks-1): 28 stays 28 with 3 blocks, 28 -> 32 with 4."""
     m = 2 ** (n_blocks - 1)
     return int(math.ceil(size / m) * m)
 

@@ -90,7 +90,9 @@ def write_imageset(path: str | os.PathLike, s: ImageSet) -> None:
     try:
         with h5py.File(tmp, "w") as f:
             chunk = (max(1, min(CHUNK_IMAGES, len(s.label))), *s.images.shape[1:])
-            f.create_dataset("images", data=s.images, chunks=chunk, compression="gzip",
+            # An empty set needs a resizable first axis: h5py refuses a chunk larger than the data.
+            maxshape = (None, *s.images.shape[1:]) if len(s.label) == 0 else None
+            f.create_dataset("images", data=s.images, chunks=chunk, maxshape=maxshape, compression="gzip",
                              compression_opts=GZIP_LEVEL)
             f.create_dataset("label", data=s.label.astype(np.int64))
             f.create_dataset("source", data=s.source.astype(np.uint8))

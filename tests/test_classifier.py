@@ -1,0 +1,148 @@
+"""Classifiers: architectures, deterministic and resumable training, the predictions contract."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from synthetic_simplicity.classifier import (
+    ARCHITECTURES,
+    RESUMABLE_KEYS,
+    build_classifier,
+    predict,
+    predictions_frame,
+    train_classifier,
+)
+
+CPU = torch.device("cpu")
+CFG = {"epochs": 2, "batch_size": 16, "optimizer": "adamw", "learning_rate": 0.01, "weight_decay": 0.0001,
+       "precision": "fp32"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """40 tiny images: class 1 has a bright square, class 0 does not (plus noise)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 2
+    images = rng.integers(0, 60, size=(40, 12, 12), dtype=np.uint8)
+    images[labels == 1, 3:9, 3:9] = 230
+    return images, labels
+
+
+def train(data, path, arch="cnn", seed=0, **changes):
+    images, labels = data
+    return train_classifier(images, labels, 2, arch, CFG | changes, seed, CPU, "fp32", path, progress=False)
+
+
+def assert_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_build_classifier_logits(arch):
+    torch.manual_seed(0)
+    model = build_classifier(arch, 1, 2).eval()
+    with torch.no_grad():
+        logits = model(torch.zeros(3, 1, 28, 28))
+    assert logits.shape == (3, 2)
+    assert sum(p.numel() for p in model.parameters()) < (30_000 if arch == "cnn" else 12_000_000)
+
+
+def test_unknown_architecture_names_the_key():
+    with pytest.raises(ValueError, match=r"classifier\.architectures") as e:
+        build_classifier("vit", 1, 2)
+    assert "'vit'" in str(e.value) and "cnn" in str(e.value)
+
+
+def test_training_is_deterministic_and_learns(tmp_path, data):
+    images, labels = data
+    a = train(data, tmp_path / "a.pt")
+    b = train(data, tmp_path / "b.pt")
+    assert_state_equal(a, b)
+    pa, pb = predict(a, images, 16, CPU, "fp32"), predict(b, images, 16, CPU, "fp32")
+    assert np.array_equal(pa, pb)
+    assert pa.shape == (40, 2) and np.allclose(pa.sum(1), 1, atol=1e-5)
+    assert (pa.argmax(1) == labels).mean() >= 0.9  # the bright square is easy
+    other = train(data, tmp_path / "c.pt", seed=1)
+    assert not np.array_equal(predict(other, images, 16, CPU, "fp32"), pa)
+
+
+def test_predict_is_batch_size_invariant(tmp_path, data):
+    images, _ = data
+    model = train(data, tmp_path / "a.pt", epochs=1)
+    assert np.allclose(predict(model, images, 7, CPU, "fp32"), predict(model, images, 40, CPU, "fp32"), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_extending_epochs_resumes(tmp_path, data, caplog, arch):
+    assert "epochs" in RESUMABLE_KEYS
+    ckpt = tmp_path / "ckpt.pt"
+    train(data, ckpt, arch, epochs=1)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier"):
+        resumed = train(data, ckpt, arch, epochs=2)
+    assert "at epoch 1" in caplog.text  # it resumed instead of starting over
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    straight = train(data, tmp_path / "straight.pt", arch, epochs=2)
+    assert_state_equal(resumed, straight)
+
+
+def test_finished_checkpoint_is_reused(tmp_path, data, caplog):
+    ckpt = tmp_path / "ckpt.pt"
+    first = train(data, ckpt)
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier"):
+        again = train(data, ckpt)
+    assert "at epoch 2" in caplog.text
+    assert_state_equal(first, again)
+
+
+def test_checkpoint_beyond_the_budget_is_not_used(tmp_path, data):
+    ckpt = tmp_path / "ckpt.pt"
+    train(data, ckpt, epochs=2)
+    fewer = train(data, ckpt, epochs=1)  # must not return the 2-epoch model
+    assert_state_equal(fewer, train(data, tmp_path / "one.pt", epochs=1))
+
+
+def test_checkpoint_of_another_config_is_ignored(tmp_path, data, caplog):
+    ckpt = tmp_path / "ckpt.pt"
+    train(data, ckpt, epochs=1, learning_rate=0.05)
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier"):
+        model = train(data, ckpt, epochs=1)
+    assert "resuming" not in caplog.text
+    assert_state_equal(model, train(data, tmp_path / "fresh.pt", epochs=1))
+
+
+def test_predictions_frame_contract():
+    pool = np.array([0, 0, 1, 1], np.uint8)
+    index = np.array([5, 2, 9, 0])
+    label = np.array([0, 1, 0, 1])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.123456789, 0.876543211]])
+    frame = predictions_frame(pool, index, label, probs)
+    assert list(frame.columns) == ["pool", "index", "label", "source", "pred", "prob_0", "prob_1"]
+    assert frame["pool"].tolist() == ["real", "real", "synthetic", "synthetic"]
+    assert frame["source"].tolist() == [0, 0, 1, 1]
+    assert frame["index"].tolist() == [5, 2, 9, 0] and frame["label"].tolist() == [0, 1, 0, 1]
+    assert frame["pred"].tolist() == [0, 1, 1, 1]
+    assert frame["prob_0"].iloc[3] == pytest.approx(0.123457, abs=1e-9)
+    assert len(frame) == 4
+
+
+def test_predictions_frame_csv_round_trip(tmp_path):
+    probs = np.array([[0.25, 0.75], [0.5, 0.5]])
+    frame = predictions_frame(np.array([1, 0]), np.array([3, 4]), np.array([1, 0]), probs)
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    back = pd.read_csv(tmp_path / "p.csv")
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)

@@ -1,0 +1,149 @@
+"""Config validation: shipped configs pass, defaults are filled, errors name the key path."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthetic_simplicity.config import ConfigError, config_hash, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+def test_shipped_configs_validate(name):
+    raw = load(name)
+    cfg = validate_config(raw, SCHEMA)
+    for section in ("data", "diffusion", "synthesis", "assembly", "classifier", "evaluation"):
+        assert isinstance(cfg["mnist"][section], dict)
+    assert raw == load(name)  # the input is not modified in place
+
+
+def test_default_config_is_complete():
+    # config/config.yaml documents every key, so filling defaults adds nothing to it
+    raw = load("config.yaml")
+    assert validate_config(raw, SCHEMA) == raw
+
+
+def test_test_preset_keeps_its_values_and_gets_defaults():
+    cfg = validate_config(load("test.yaml"), SCHEMA)
+    assert cfg["mnist"]["diffusion"]["steps"] == 4
+    assert cfg["mnist"]["diffusion"]["learning_rate"] == 0.002  # default
+    assert cfg["mnist"]["diffusion"]["precision"] == "auto"  # default through a $ref
+    assert cfg["mnist"]["assembly"] == {"alphas": [0, 0.5, 1], "per_class": None}
+    assert cfg["mnist"]["classifier"]["optimizer"] == "adamw"
+
+
+def test_empty_config_gets_every_default():
+    cfg = validate_config({}, SCHEMA)
+    assert cfg["seed"] == 0 and cfg["device"] == "auto" and cfg["datasets"] == ["mnist"]
+    assert cfg["mnist"]["assembly"]["alphas"] == [0, 0.25, 0.5, 0.75, 1]
+    assert cfg["mnist"]["assembly"]["per_class"] is None
+    assert cfg["mnist"]["data"]["digits"] == [2, 4]
+    assert cfg["mnist"]["diffusion"]["block_out_channels"] == [16, 32, 64]
+    assert cfg["mnist"]["evaluation"]["ci"] == 0.95
+    # the defaults equal the documented default config
+    assert cfg == validate_config(load("config.yaml"), SCHEMA)
+
+
+def test_defaults_are_copies():
+    a = validate_config({}, SCHEMA)
+    a["mnist"]["assembly"]["alphas"].append(0.3)
+    assert validate_config({}, SCHEMA)["mnist"]["assembly"]["alphas"] == [0, 0.25, 0.5, 0.75, 1]
+
+
+def test_partial_section_is_completed():
+    cfg = validate_config({"mnist": {"diffusion": {"steps": 7}}}, SCHEMA)
+    assert cfg["mnist"]["diffusion"]["steps"] == 7
+    assert cfg["mnist"]["diffusion"]["batch_size"] == 64
+
+
+def with_change(path: str, value) -> dict:
+    cfg = copy.deepcopy(load("config.yaml"))
+    *parents, last = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("mnist.diffusion.steps", "many", ["'mnist.diffusion.steps'", "'many'", "integer"]),
+        ("mnist.assembly.alphas", [0, 1.5], ["'mnist.assembly.alphas[1]'", "1.5", "maximum of 1"]),
+        ("mnist.assembly.alphas", [1.5], ["'mnist.assembly.alphas[0]'"]),
+        ("mnist.assembly.alphas", [-0.25], ["'mnist.assembly.alphas[0]'", "minimum of 0"]),
+        ("mnist.data.digits", [2, 12], ["'mnist.data.digits[1]'", "12", "maximum of 9"]),
+        ("mnist.data.digits", [2, 3, 4], ["'mnist.data.digits'", "too long"]),
+        ("mnist.data.digits", [2, 2], ["'mnist.data.digits'", "non-unique"]),
+        ("mnist.synthesis.sampler", "euler", ["'mnist.synthesis.sampler'", "euler"]),
+        ("mnist.diffusion.precision", "fp16", ["'mnist.diffusion.precision'", "fp16"]),
+        ("mnist.classifier.architectures", ["vit"], ["'mnist.classifier.architectures[0]'"]),
+        ("mnist.diffusion.steps", 0, ["'mnist.diffusion.steps'", "minimum of 1"]),
+        ("mnist.diffusion.steps", True, ["'mnist.diffusion.steps'", "integer"]),
+        ("mnist.evaluation.ci", 1.0, ["'mnist.evaluation.ci'"]),
+        ("device", "gpu", ["'device'", "gpu"]),
+        ("seed", -1, ["'seed'"]),
+        ("mnist", None, ["'mnist'", "object"]),
+    ],
+)
+def test_bad_value_names_the_key(path, value, expected):
+    with pytest.raises(ConfigError) as e:
+        validate_config(with_change(path, value), SCHEMA)
+    msg = str(e.value)
+    assert msg.startswith("config key ")
+    for text in expected:
+        assert text in msg, msg
+    assert "\n" not in msg  # one line, not a jsonschema traceback
+
+
+@pytest.mark.parametrize(
+    "path, where",
+    [("stepz", "at the top level"), ("mnist.diffusion.stepz", "under 'mnist.diffusion'"),
+     ("mnist.assembly.alpha", "under 'mnist.assembly'"), ("mnist.cifar", "under 'mnist'")],
+)
+def test_unknown_key_names_its_full_path(path, where):
+    with pytest.raises(ConfigError) as e:
+        validate_config(with_change(path, 1), SCHEMA)
+    msg = str(e.value)
+    assert msg.startswith(f"unknown config key '{path}'; allowed {where}: "), msg
+    if path == "mnist.diffusion.stepz":
+        assert "'steps'" in msg.split("allowed")[1]  # the likely intended key is listed
+    assert "\n" not in msg
+
+
+def test_unknown_key_in_otherwise_empty_config():
+    with pytest.raises(ConfigError, match=r"unknown config key 'mnist\.diffusion\.stepz'"):
+        validate_config({"mnist": {"diffusion": {"stepz": 5}}}, SCHEMA)
+
+
+def test_several_unknown_keys_are_all_named():
+    with pytest.raises(ConfigError, match=r"unknown config keys 'mnist\.data\.a', 'mnist\.data\.b'; "):
+        validate_config({"mnist": {"data": {"b": 1, "a": 2}}}, SCHEMA)
+
+
+def test_several_problems_are_counted():
+    cfg = with_change("mnist.diffusion.steps", "many")
+    cfg["mnist"]["assembly"]["alphas"] = [1.5]
+    with pytest.raises(ConfigError, match=r"and 1 more problem"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_config_hash_is_stable_and_order_free():
+    a = {"steps": 4, "lr": 0.1, "blocks": [8, 16]}
+    b = {"blocks": [8, 16], "lr": 0.1, "steps": 4}
+    assert config_hash(a) == config_hash(b)
+    assert len(config_hash(a)) == 16 and int(config_hash(a), 16) >= 0
+    assert config_hash(a) != config_hash(a | {"lr": 0.2})

@@ -1,0 +1,161 @@
+"""Diffusion training: bit-identical resume, config-guarded checkpoints, pruning, padding."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from synthetic_simplicity.diffusion import (
+    RESUMABLE_KEYS,
+    build_unet,
+    crop_to,
+    load_generator,
+    pad_to,
+    padded_size,
+    train_diffusion,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight a busy machine for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_cfg(**changes) -> dict:
+    cfg = {"steps": 4, "batch_size": 4, "learning_rate": 0.002, "weight_decay": 0.0, "warmup_steps": 2,
+           "block_out_channels": [8, 16], "layers_per_block": 1, "attention_levels": [],
+           "num_train_timesteps": 50, "beta_schedule": "linear", "ema_decay": 0.9, "label_dropout": 0.5,
+           "precision": "fp32", "checkpoint_every": 1, "keep_checkpoints": 2, "grid_per_class": 1}
+    return cfg | changes
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(12, 8, 8), dtype=np.uint8)
+    labels = np.arange(12) % 2
+    return images, labels
+
+
+def train(data, ckpt_dir, **changes):
+    images, labels = data
+    return train_diffusion(images, labels, 2, tiny_cfg(**changes), seed=5, device=CPU, precision="fp32",
+                           ckpt_dir=ckpt_dir, progress=False)
+
+
+def assert_state_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def steps_on_disk(d) -> list[int]:
+    return sorted(int(p.stem.split("_")[1]) for p in d.glob("step_*.pt"))
+
+
+def test_resume_is_bit_identical(tmp_path, data):
+    a, b = tmp_path / "a", tmp_path / "b"
+    first = train(data, a, steps=2)
+    assert first["stats"]["resumed_from"] == 0 and first["stats"]["steps"] == 2
+    assert steps_on_disk(a) == [1, 2]
+    resumed = train(data, a, steps=4)  # the budget is extended: resumes from step 2
+    assert resumed["stats"]["resumed_from"] == 2 and resumed["stats"]["steps"] == 4
+    straight = train(data, b, steps=4)
+    assert straight["stats"]["resumed_from"] == 0
+    assert_state_equal(resumed["state_dict"], straight["state_dict"])
+    assert resumed["hash"] == straight["hash"] == first["hash"]
+    assert not torch.equal(first["state_dict"]["conv_in.weight"], straight["state_dict"]["conv_in.weight"])
+    # a finished run asked again trains nothing and returns the same weights
+    again = train(data, b, steps=4)
+    assert again["stats"]["resumed_from"] == 4 and again["stats"]["steps_per_s"] is None
+    assert_state_equal(again["state_dict"], straight["state_dict"])
+
+
+def test_resumable_keys_leave_the_hash(tmp_path, data):
+    assert {"steps", "checkpoint_every", "keep_checkpoints"} <= set(RESUMABLE_KEYS)
+    a = train(data, tmp_path / "a", steps=1)
+    b = train(data, tmp_path / "b", steps=1, checkpoint_every=5, keep_checkpoints=1, grid_per_class=3)
+    assert a["hash"] == b["hash"]
+    assert train(data, tmp_path / "c", steps=1, label_dropout=0.25)["hash"] != a["hash"]
+
+
+def test_checkpoint_of_another_config_is_ignored(tmp_path, data, caplog):
+    d = tmp_path / "ckpt"
+    other = train(data, d, steps=5, learning_rate=0.01)  # leaves steps 4 and 5 of another config
+    assert steps_on_disk(d) == [4, 5]
+    with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.diffusion"):
+        mine = train(data, d, steps=2)
+    assert mine["stats"]["resumed_from"] == 0 and mine["hash"] != other["hash"]
+    assert "different diffusion config" in caplog.text
+    straight = train(data, tmp_path / "fresh", steps=2)
+    assert_state_equal(mine["state_dict"], straight["state_dict"])
+    # the stale step-4/5 checkpoints must not outrank (and prune) this run's own checkpoints
+    assert steps_on_disk(d) == [1, 2]
+    assert all(torch.load(p, weights_only=False)["hash"] == mine["hash"] for p in d.glob("step_*.pt"))
+    assert train(data, d, steps=3)["stats"]["resumed_from"] == 2
+
+
+def test_only_keep_checkpoints_remain(tmp_path, data):
+    d = tmp_path / "ckpt"
+    train(data, d, steps=4, keep_checkpoints=2)
+    assert steps_on_disk(d) == [3, 4]
+    assert not list(d.glob("*.partial"))
+    d1 = tmp_path / "one"
+    train(data, d1, steps=3, keep_checkpoints=1, checkpoint_every=2)
+    assert steps_on_disk(d1) == [3]  # the final step is always saved
+
+
+def test_bundle_loads_as_generator(tmp_path, data):
+    bundle = train(data, tmp_path, steps=1)
+    assert bundle["image_shape"] == [1, 8, 8] and bundle["num_classes"] == 2
+    model = load_generator(bundle, CPU)
+    assert not model.training and model.config.num_class_embeds == 3  # two classes + the null class
+    x = torch.zeros(2, 1, 8, 8)
+    out = model(x, torch.tensor([3, 3]), class_labels=torch.tensor([0, 2])).sample
+    assert out.shape == (2, 1, 8, 8)
+
+
+def test_padded_size():
+    # n_blocks - 1 down-samplings need a multiple of 2**(n_blocks - 1)
+    assert padded_size(28, 3) == 28  # 28 -> 14 -> 7
+    assert padded_size(28, 4) == 32
+    assert padded_size(26, 3) == 28
+    assert padded_size(12, 2) == 12 and padded_size(13, 3) == 16
+    assert padded_size(8, 1) == 8
+
+
+@pytest.mark.parametrize("size, blocks", [(28, [8, 8, 8]), (26, [8, 8, 8]), (28, [8, 8, 8, 8]), (13, [8, 16])])
+def test_unet_runs_at_the_padded_size(size, blocks):
+    model = build_unet(size, 1, 2, tiny_cfg(block_out_channels=blocks)).eval()
+    p = padded_size(size, len(blocks))
+    assert model.config.sample_size == p and p >= size
+    with torch.no_grad():
+        out = model(torch.zeros(1, 1, p, p), 3, class_labels=torch.tensor([1])).sample
+    assert out.shape == (1, 1, p, p)
+
+
+@pytest.mark.parametrize("h, w, size", [(28, 28, 32), (12, 12, 16), (5, 7, 8), (8, 8, 8)])
+def test_pad_crop_round_trip(h, w, size):
+    x = torch.rand(2, 1, h, w) * 2 - 1
+    padded = pad_to(x, size)
+    assert padded.shape == (2, 1, size, size)
+    assert torch.equal(crop_to(padded, h, w), x)
+    border = padded.clone()
+    top, left = (size - h) // 2, (size - w) // 2
+    border[..., top:top + h, left:left + w] = -1.0
+    assert torch.all(border == -1.0)  # padding is black background
+
+
+def test_build_unet_block_types():
+    cfg = tiny_cfg(block_out_channels=[8, 16, 16], attention_levels=[1])
+    model = build_unet(28, 1, 2, cfg)
+    assert model.config.sample_size == 28 and model.config.num_class_embeds == 3
+    assert model.config.down_block_types == ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D")
+    assert model.config.up_block_types == ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D")

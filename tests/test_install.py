@@ -1,0 +1,139 @@
+"""The installation: the heavy libraries work together, and envs/*.yaml, pyproject.toml and the
+installed versions agree on the pins."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ENVS = sorted((REPO / "envs").glob("*.yaml"))
+
+
+def norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        deps += extra
+    pins = {}
+    for dep in deps:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;]+)\s*", dep)
+        assert m, f"pyproject dependency {dep!r} is not an exact pin"
+        pins[norm(m[1])] = m[2]
+    return pins
+
+
+def env_pip(path: Path) -> list[str]:
+    env = yaml.safe_load(path.read_text())
+    pips = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pips) == 1, f"{path.name}: expected one pip section"
+    return pips[0]
+
+
+def env_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for spec in env_pip(path):
+        if spec.startswith("-"):
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", spec)
+        assert m, f"{path.name}: pip entry {spec!r} is not an exact pin"
+        pins[norm(m[1])] = m[2]
+    return pins
+
+
+def test_libraries_work_together():
+    """diffusers' UNet, torchvision's compiled ops and the classifiers, in a fresh interpreter."""
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        import yaml
+        import torch, torchvision, diffusers
+        from synthetic_simplicity.config import validate_config
+        from synthetic_simplicity.diffusion import build_unet
+        from synthetic_simplicity.classifier import build_classifier
+
+        repo = Path({str(REPO)!r})
+        cfg = validate_config(yaml.safe_load((repo / "config/config.yaml").read_text()),
+                              repo / "workflow/schemas/config.schema.yaml")
+        unet = build_unet(28, 1, 2, cfg["mnist"]["diffusion"]).eval()
+        with torch.no_grad():
+            x = torch.randn(2, 1, 32, 32)
+            out = unet(x, torch.tensor([10, 500]), class_labels=torch.tensor([0, 2])).sample
+        assert out.shape == (2, 1, 32, 32) and torch.isfinite(out).all(), out.shape
+
+        boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], dtype=torch.float32)
+        keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)
+        assert keep.tolist() == [0, 2], keep
+
+        for arch in ("cnn", "resnet18"):
+            model = build_classifier(arch, 1, 2).eval()
+            with torch.no_grad():
+                logits = model(torch.randn(2, 1, 28, 28))
+            assert logits.shape == (2, 2), (arch, logits.shape)
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout
+
+
+def test_envs_pins_match_pyproject():
+    pins = pyproject_pins()
+    assert {p.name for p in ENVS} == {"torch.yaml", "analysis.yaml"}
+    for path in ENVS:
+        for name, version in env_pins(path).items():
+            assert name in pins, f"{path.name} pins {name}, which pyproject.toml does not list"
+            assert version == pins[name], f"{path.name}: {name}=={version}, pyproject.toml: {pins[name]}"
+        assert "-e .." in env_pip(path), f"{path.name} must install the package itself (-e ..)"
+    torch_env = env_pins(REPO / "envs/torch.yaml")
+    assert {"torch", "torchvision", "diffusers", "h5py"} <= set(torch_env)
+    analysis_env = env_pins(REPO / "envs/analysis.yaml")
+    assert not {"torch", "torchvision", "diffusers"} & set(analysis_env)
+
+
+def rule_blocks() -> dict[str, tuple[Path, str]]:
+    """rule name -> (file, text of its block), for every rule in workflow/rules/*.smk."""
+    blocks = {}
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")):
+        text = path.read_text()
+        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, re.M):
+            assert m[1] not in blocks, f"rule {m[1]} defined twice"
+            blocks[m[1]] = (path, m[2])
+    return blocks
+
+
+def directive(block: str, name: str) -> str | None:
+    m = re.search(rf"^    {name}:\s*\n\s+(\S.*)$", block, re.M)
+    return m[1].strip().rstrip(",") if m else None
+
+
+def test_rules_have_log_and_existing_conda_env():
+    blocks = rule_blocks()
+    assert {"mnist_real", "train_diffusion", "sample_synthetic", "assemble_alpha", "train_classifier",
+            "evaluate_run", "aggregate_alpha", "figure_alpha", "figure_samples"} <= set(blocks)
+    envs = {p.resolve() for p in ENVS}
+    for rule, (path, block) in blocks.items():
+        assert directive(block, "log"), f"rule {rule} ({path.name}) has no log:"
+        conda = directive(block, "conda")
+        assert conda, f"rule {rule} ({path.name}) has no conda:"
+        env = (path.parent / yaml.safe_load(conda)).resolve()
+        assert env in envs, f"rule {rule}: conda env {conda} is not one of envs/*.yaml"
+    torch_rules = {r for r, (p, b) in blocks.items() if "torch.yaml" in directive(b, "conda")}
+    assert torch_rules == {"train_diffusion", "sample_synthetic", "train_classifier"}
+
+
+@pytest.mark.parametrize("package", ["torch", "torchvision", "diffusers", "snakemake"])
+def test_installed_versions_match_pins(package):
+    installed = importlib.metadata.version(package).split("+", 1)[0]
+    assert installed == pyproject_pins()[package]
