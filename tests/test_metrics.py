@@ -97,8 +97,8 @@ def test_aggregate_null_values_and_duplicates():
 
 
 def test_ci_method_string():
-    assert CI_METHOD == "95% Student-t interval over seeds"
-    assert ci_method(0.9) == "90% Student-t interval over seeds"
+    assert CI_METHOD == "95% Student-t interval over seeds, clipped to [0, 1]"
+    assert ci_method(0.9) == "90% Student-t interval over seeds, clipped to [0, 1]"
 
 
 def test_write_json_sorted_atomic(tmp_path):
@@ -111,3 +111,11 @@ def test_write_json_sorted_atomic(tmp_path):
     with pytest.raises(ValueError):
         write_json(p, {"x": float("nan")})
     assert json.loads(p.read_text(encoding="utf-8"))["b"] == 0.5  # failed write left old file intact
+
+
+def test_interval_is_clipped_to_the_accuracy_range():
+    records = [{"dataset": "d", "architecture": "a", "alpha": 1.0, "seed": s, "acc_avg": v}
+               for s, v in enumerate([0.0, 0.0, 0.06])]
+    row = aggregate(records).iloc[0]
+    assert row["ci_low"] == 0.0  # the unclipped t-interval would reach below zero
+    assert 0.06 < row["ci_high"] < 1.0

@@ -23,7 +23,7 @@ DEFAULT_CI = 0.95
 
 
 def ci_method(ci: float = DEFAULT_CI) -> str:
-    return f"{ci * 100:g}% Student-t interval over seeds"
+    return f"{ci * 100:g}% Student-t interval over seeds, clipped to [0, 1]"
 
 
 CI_METHOD = ci_method(DEFAULT_CI)
@@ -101,7 +101,8 @@ def aggregate(records: list[dict], ci: float = DEFAULT_CI) -> pd.DataFrame:
         sd = float(v.std(ddof=1)) if n > 1 else math.nan  # one seed: no spread estimate, not 0
         half = float(stats.t.ppf((1 + ci) / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else math.nan
         cell = m.split(":", 1)[1] if m.startswith("acc_cell:") else ""
-        out.append((d, a, al, m, cell, n, mean, sd, mean - half, mean + half))
+        # Accuracies live in [0, 1]; a symmetric t-interval near 0 or 1 is clipped there.
+        out.append((d, a, al, m, cell, n, mean, sd, *np.clip([mean - half, mean + half], 0.0, 1.0)))
     table = pd.DataFrame(out, columns=cols)
     return table.sort_values(["dataset", "architecture", "alpha", "metric"], kind="stable").reset_index(drop=True)
 
