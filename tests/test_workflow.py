@@ -260,3 +260,53 @@ def test_tiny_rerun_is_deterministic(rerun):
         before = (rerun["saved"] / name).read_bytes()
         after = (rerun["wiped"] / name).read_bytes()
         assert after == before, f"{name} differs after rerunning with the same config and seed"
+
+
+# --------------------------------------------------------------------------- kill and resume
+
+
+@pytest.mark.slow
+def test_killed_diffusion_job_resumes_from_its_checkpoint(tmp_path):
+    """SIGKILL the whole Snakemake process group mid-training; the rerun continues from the newest
+    checkpoint and ends with exactly the weights of an uninterrupted run."""
+    import signal
+    import time
+
+    import torch
+
+    override = tmp_path / "longer.yaml"
+    override.write_text(yaml.safe_dump({"mnist": {"diffusion": {"steps": 300, "checkpoint_every": 20}}}))
+    target = "results/mnist/diffusion/model.pt"
+    args = [target, "--configfile", str(TEST_CONFIG), str(override), "--config", "device=cpu", "--cores", "1"]
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    killed.mkdir()
+    straight.mkdir()
+
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(killed), "--workflow-profile", "none", *args]
+    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpts = killed / "results/mnist/diffusion/checkpoints"
+    deadline = time.monotonic() + 300
+    while not list(ckpts.glob("step_*.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(ckpts.glob("step_*.pt"))
+    assert done, "no checkpoint was written before the deadline"
+    assert not (killed / target).exists(), "the run finished before it could be killed; raise steps"
+    killed_at = int(done[-1].stem.split("_")[1])
+
+    # A hard kill leaves Snakemake's lock behind; users remove it the same way.
+    check(snakemake(killed, *args, "--unlock"))
+    check(snakemake(killed, *args, "--rerun-incomplete"))
+    log = (killed / "logs/diffusion/mnist.log").read_text()
+    resumed = torch.load(killed / target, weights_only=False)["stats"]["resumed_from"]
+    assert resumed >= killed_at > 0, log[-2000:]
+    assert "resuming from" in log
+
+    check(snakemake(straight, *args))
+    a = torch.load(killed / target, weights_only=False)["state_dict"]
+    b = torch.load(straight / target, weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
