@@ -22,13 +22,16 @@ from synthetic_simplicity import classifier, diffusion, synthesis
 from synthetic_simplicity.imageset import SPLITS, read_imageset
 from synthetic_simplicity.runtime import resolve_device, resolve_precision, seed_everything
 
-SAMPLERS = [  # (name, steps, clip)
-    ("ddim", 20, True),
-    ("ddim", 20, False),
-    ("ddim", 50, True),
-    ("dpmsolver++", 20, True),
-    ("dpmsolver++", 20, False),
-    ("ddpm", 100, True),
+SAMPLERS = [  # (name, steps, clip, guidance scale)
+    ("ddim", 20, True, 1.0),
+    ("ddim", 20, False, 1.0),
+    ("ddim", 50, True, 1.0),
+    ("ddim", 20, True, 2.0),
+    ("dpmsolver++", 20, True, 1.0),
+    ("dpmsolver++", 20, False, 1.0),
+    ("ddpm", 50, True, 1.0),
+    ("ddpm", 100, True, 1.0),
+    ("ddpm", 250, True, 1.0),
 ]
 
 
@@ -53,18 +56,18 @@ def main():
     test = real.rows(real.split == SPLITS["test"])
     judge_acc = (classifier.predict(judge, test.images, 256, device, "fp32").argmax(1) == test.label).mean()
     print(f"judge CNN accuracy on real test images: {judge_acc:.3f}; {args.per_class} samples per class")
-    print(f"{'sampler':<14}{'steps':>6}{'clip':>6}{'degenerate':>12}{'fidelity':>10}{'s/img':>8}")
+    print(f"{'sampler':<14}{'steps':>6}{'clip':>6}{'guide':>6}{'degenerate':>12}{'fidelity':>10}{'s/img':>8}")
     labels = np.repeat([0, 1], args.per_class)
     seeds = synthesis.sample_seeds(12345, "quality", 0, len(labels))
-    for name, steps, clip in SAMPLERS:
+    for name, steps, clip, guidance in SAMPLERS:
         sampler = synthesis.make_sampler(name, bundle["scheduler_config"], clip)
         t0 = time.perf_counter()
         images = synthesis.sample_images(model, sampler, labels, seeds, tuple(bundle["image_shape"]), 2, steps,
-                                         1.0, 250, device, precision, progress=False)
+                                         guidance, 250, device, precision, progress=False)
         secs = (time.perf_counter() - t0) / len(labels)
         bad = synthesis.degenerate_mask(images, args.saturated_fraction, args.blank_std).mean()
         fidelity = (classifier.predict(judge, images, 256, device, "fp32").argmax(1) == labels).mean()
-        print(f"{name:<14}{steps:>6}{str(clip):>6}{bad:>12.3f}{fidelity:>10.3f}{secs:>8.3f}")
+        print(f"{name:<14}{steps:>6}{str(clip):>6}{guidance:>6g}{bad:>12.3f}{fidelity:>10.3f}{secs:>8.3f}")
 
 
 if __name__ == "__main__":

@@ -58,13 +58,13 @@ def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, 
     log.info("training stats: %s", bundle["stats"])
     atomic_torch_save(bundle, model_path)
 
-    # Preview with a fixed cheap sampler (DDIM-20), so synthesis settings never retrain the model.
+    # Preview with a fixed sampler (the default DDPM-50), so synthesis settings never retrain the model.
     model = diffusion.load_generator(bundle, device)
     labels = np.repeat(np.arange(len(real.class_names)), cfg["grid_per_class"])
     seeds = np.array([derive_seed(seed, "grid", i) for i in range(len(labels))])
-    sampler = synthesis.make_sampler("ddim", bundle["scheduler_config"], clip_sample=True)
+    sampler = synthesis.make_sampler("ddpm", bundle["scheduler_config"], clip_sample=True)
     images = synthesis.sample_images(model, sampler, labels, seeds, tuple(bundle["image_shape"]),
-                                     len(real.class_names), 20, 1.0, 256, device, precision, progress=progress)
+                                     len(real.class_names), 50, 1.0, 256, device, precision, progress=progress)
     plot_grid(images, labels, real.class_names, grid_path)
     return bundle
 
