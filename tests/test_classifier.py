@@ -21,12 +21,7 @@ CFG = {"epochs": 2, "batch_size": 16, "optimizer": "adamw", "learning_rate": 0.0
        "precision": "fp32"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

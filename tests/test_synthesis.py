@@ -8,20 +8,15 @@ from synthetic_simplicity.diffusion import build_unet, make_train_scheduler
 from synthetic_simplicity.synthesis import SAMPLERS, degenerate_mask, make_sampler, sample_images, sample_seeds
 
 # diffusers' DPM-Solver builds an array with a NumPy 2 deprecated call; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.usefixtures("torch_one_thread"),
+]
 
 CPU = torch.device("cpu")
 CFG = {"block_out_channels": [8, 16], "layers_per_block": 1, "attention_levels": [],
        "num_train_timesteps": 50, "beta_schedule": "linear"}
 SHAPE = (1, 7, 7)  # odd size: sampled at the padded 8x8 and cropped back
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +127,21 @@ def test_degenerate_mask():
     assert mask.tolist() == [False, False, False, True, True, True, True]
     # channels-first images work too
     assert degenerate_mask(batch[:, None], 0.5, 4.0).tolist() == mask.tolist()
+
+
+def test_finished_batches_are_reused_after_a_kill(model, scheduler_config, tmp_path):
+    """Batches kept in parts_dir are loaded, not sampled again, so a killed job loses one batch at most."""
+    sampler = make_sampler("ddim", scheduler_config, clip_sample=True)
+    args = (LABELS, SEEDS, SHAPE, 2, 3, 1.0, 3, CPU, "fp32")
+    full = sample_images(model, sampler, *args, progress=False, parts_dir=tmp_path)
+    parts = sorted(tmp_path.glob("batch_*.npy"))
+    assert len(parts) == -(-len(LABELS) // 3)
+    assert np.array_equal(full, sample_images(model, sampler, *args, progress=False))
+    # Mark one kept batch: a rerun must return the marked pixels, proving it loaded the batch.
+    marked = np.load(parts[1])
+    marked[:] = 7
+    np.save(parts[1], marked)
+    parts[-1].unlink()  # the batch a kill interrupted
+    again = sample_images(model, sampler, *args, progress=False, parts_dir=tmp_path)
+    assert (again[3:6] == 7).all()
+    assert np.array_equal(again[6:], full[6:]) and np.array_equal(again[:3], full[:3])

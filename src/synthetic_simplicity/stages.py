@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .assembly import assemble_alpha, assemble_test, gather, read_manifest, write_manifest
+from .config import config_hash
 from .imageset import SOURCES, SPLITS, ImageSet, read_imageset, write_imageset
 from .metrics import aggregate, ci_method, run_metrics, write_json
 from .seeds import derive_seed
@@ -96,21 +98,25 @@ def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, 
         raise RuntimeError("synthetic train and test pools share a seed; report this as a bug")
     log.info("sampling %d images with %s-%d on %s (%s)", len(labels), cfg["sampler"], cfg["sampling_steps"],
              device, precision)
+    # Finished batches survive a kill; the folder is keyed by everything that shapes the images.
+    parts = Path(out_path + ".parts") / config_hash({"generator": bundle["hash"], "seed": seed, **cfg,
+                                                     "precision": precision, "n": len(labels)})
     images = synthesis.sample_images(model, sampler, labels, seeds, tuple(bundle["image_shape"]),
                                      len(real.class_names), cfg["sampling_steps"], cfg["guidance_scale"],
-                                     cfg["batch_size"], device, precision, progress=progress)
+                                     cfg["batch_size"], device, precision, progress=progress, parts_dir=parts)
     bad = synthesis.degenerate_mask(images, cfg["saturated_fraction"], cfg["blank_std"])
     log.info("degenerate samples (saturated or blank): %d of %d (%.1f %%)", bad.sum(), len(bad), 100 * bad.mean())
     if bad.mean() > cfg["max_degenerate_fraction"]:
         raise SynthesisQualityError(
             f"{bad.mean():.1%} of samples are degenerate (saturated or blank), above "
             f"synthesis.max_degenerate_fraction={cfg['max_degenerate_fraction']}; train longer "
-            f"(diffusion.steps), or use sampler ddim with clip_sample: true")
+            f"(diffusion.steps), or use the default sampler ddpm with clip_sample: true")
     synthetic = ImageSet(images=images, label=labels.astype(np.int64), source=np.full(len(labels), SOURCES["synthetic"]),
                          split=split, dataset=real.dataset, class_names=real.class_names, seed=seeds,
                          provenance={"generator": str(model_path), "generator_hash": bundle["hash"],
                                      "synthesis": cfg, "degenerate_fraction": float(bad.mean())})
     write_imageset(out_path, synthetic)
+    shutil.rmtree(parts.parent)
     return synthetic
 
 

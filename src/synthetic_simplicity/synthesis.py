@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,17 +56,24 @@ def sample_images(
     device: torch.device,
     precision: str,
     progress: bool = True,
+    parts_dir: Path | None = None,
 ) -> np.ndarray:
     """Generate one image per (label, seed) as uint8 (N,H,W) or (N,C,H,W).
 
     ``guidance_scale`` 1 is plain conditional sampling; above 1, classifier-free guidance mixes in
-    the null-class prediction (index ``num_classes``).
+    the null-class prediction (index ``num_classes``). With ``parts_dir`` every finished batch is
+    kept there, and a rerun after a kill loads those batches instead of sampling them again.
     """
     channels, h, w = image_shape
     size = model.config.sample_size
     out = []
     bar = tqdm(total=len(labels), desc="sampling", disable=not progress, mininterval=10)
     for start in range(0, len(labels), batch_size):
+        part = None if parts_dir is None else Path(parts_dir) / f"batch_{start:09d}.npy"
+        if part is not None and part.is_file():
+            out.append(np.load(part))
+            bar.update(len(out[-1]))
+            continue
         y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long, device=device)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds[start : start + batch_size]]
         x = torch.stack([torch.randn((channels, size, size), generator=g) for g in gens]).to(device)
@@ -81,9 +90,19 @@ def sample_images(
             # A list of generators gives each image its own noise in stochastic samplers.
             x = scheduler.step(eps, t, x, generator=gens).prev_sample
         out.append(tensor_to_images(crop_to(x, h, w)))
+        if part is not None:
+            _save_atomic(part, out[-1])
         bar.update(len(y))
     bar.close()
     return np.concatenate(out) if out else np.zeros((0, *image_shape[1:]), np.uint8)
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
 
 
 def degenerate_mask(images: np.ndarray, saturated_fraction: float, blank_std: float) -> np.ndarray:
