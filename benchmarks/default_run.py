@@ -3,7 +3,12 @@
 Runs Snakemake in a fresh directory and sums the per-job times from the benchmark files and logs.
 Target on 2 cores: <= 20 minutes.
 
-    python benchmarks/default_run.py [--cores 2] [--workdir /tmp/default-run] [--configfile ...]
+    python benchmarks/default_run.py [--cores 2] [--workdir DIR] [--configfile FILE] [-- SNAKEMAKE ARGS]
+
+Arguments after `--` go to Snakemake, e.g. the CAMUS CPU smoke preset on a fixture tree:
+    python -m synthetic_simplicity.fixtures nifti /tmp/camus50 --patients 50
+    python benchmarks/default_run.py --configfile config/camus.yaml -- \
+        --config 'camus={"data":{"root":"/tmp/camus50"}}'
 """
 
 import argparse
@@ -24,13 +29,14 @@ def main():
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/synthetic-simplicity-default-run"))
     p.add_argument("--configfile", type=Path, default=ROOT / "config/config.yaml")
+    p.add_argument("snakemake_args", nargs="*", help="passed on to Snakemake (after --)")
     args = p.parse_args()
     if args.workdir.exists():
         shutil.rmtree(args.workdir)
     args.workdir.mkdir(parents=True)
     snakemake = Path(sys.executable).parent / "snakemake"
     cmd = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(args.workdir), "--configfile",
-           str(args.configfile.resolve()), "--cores", str(args.cores), "--workflow-profile", "none", "--quiet"]
+           str(args.configfile.resolve()), "--cores", str(args.cores), "--workflow-profile", "none", "--quiet", *args.snakemake_args]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=os.environ)
     wall = time.perf_counter() - t0

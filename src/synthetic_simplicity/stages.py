@@ -41,6 +41,17 @@ def mnist_real(out_path: str, data: dict, base_seed: int) -> None:
     write_imageset(out_path, real)
 
 
+def camus_real(out_path: str, data: dict, base_seed: int) -> None:
+    from . import camus
+
+    real = camus.build_real(data["root"], frames=data["frames"], image_size=data["image_size"],
+                            min_quality=data["min_quality"], split_seed=derive_seed(base_seed, "camus", "split"),
+                            val_fraction=data["val_fraction"], test_fraction=data["test_fraction"],
+                            max_patients=data["max_patients"])
+    log.info("real frames per split: %s", {k: int((real.split == v).sum()) for k, v in SPLITS.items()})
+    write_imageset(out_path, real)
+
+
 def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, seed: int, device_name: str,
                     checkpoints: str, threads: int | None = None, progress: bool = True) -> dict:
     from . import diffusion, synthesis
@@ -57,6 +68,9 @@ def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, 
                                        precision, checkpoints, progress=progress)
     bundle["class_names"] = real.class_names
     bundle["precision"] = precision
+    # Provenance that the generator saw training rows only (tests check it against the split).
+    bundle["trained_on"] = {"split": "train", "n_images": len(train),
+                            "subjects": None if train.subject is None else sorted(set(train.subject))}
     log.info("training stats: %s", bundle["stats"])
     atomic_torch_save(bundle, model_path)
 
@@ -181,6 +195,27 @@ def figure_alpha(table_path: str, real_path: str, out_path: str, ci: float) -> N
     real = read_imageset(real_path)
     title = f"{real.dataset}: {real.class_names[0]} vs {real.class_names[1]}"
     plot_alpha(pd.read_csv(table_path), out_path, title, ci_method(ci), class_names=real.class_names)
+
+
+def figure_architectures(table_paths: list[str], real_paths: list[str], out_path: str, ci: float) -> None:
+    """Study A's claim that the bias persists across datasets and architectures, as one picture.
+
+    Cells are renamed "class 1"/"class 2" so one legend serves datasets with different class names.
+    """
+    from .figures import plot_alpha
+    from .metrics import CELL_SEP
+
+    tables = []
+    for table_path, real_path in zip(table_paths, real_paths):
+        names = read_imageset(real_path).class_names
+        generic = {name: f"class {k + 1}" for k, name in enumerate(names)}
+        t = pd.read_csv(table_path)
+        cells = t["cell"].fillna("").str.split(CELL_SEP, n=1, regex=False)
+        t["cell"] = [f"{generic[c[0]]}{CELL_SEP}{c[1]}" if len(c) == 2 else "" for c in cells]
+        t["dataset"] = t["dataset"] + " (" + " vs ".join(names) + ")"
+        tables.append(t)
+    plot_alpha(pd.concat(tables, ignore_index=True), out_path, "Study A across datasets and architectures",
+               ci_method(ci), class_names=["class 1", "class 2"])
 
 
 def figure_samples(real_path: str, synthetic_path: str, out_path: str, seed: int) -> None:

@@ -17,10 +17,11 @@ localrules:
     aggregate_alpha,
     figure_alpha,
     figure_samples,
+    figure_architectures,
 
 
 wildcard_constraints:
-    dataset="|".join(config["datasets"]),
+    dataset="mnist|camus",
     alpha=r"[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
     arch="cnn|resnet18",
@@ -46,13 +47,24 @@ def run_dirs(dataset):
     ]
 
 
+def camus_root(wildcards):
+    """Checked while the DAG is built, so a missing CAMUS download stops the run before any job."""
+    from synthetic_simplicity.camus import detect_layout
+
+    detect_layout(config["camus"]["data"]["root"])
+    return []
+
+
 def run_metrics(wildcards):
     return [f"{d}/metrics.json" for d in run_dirs(wildcards.dataset)]
 
 
 def all_targets():
-    return [
+    targets = [
         f"results/figures/{d}_{kind}"
         for d in config["datasets"]
         for kind in ("alpha.pdf", "samples.png")
     ] + [f"results/{d}/alpha_metrics.csv" for d in config["datasets"]]
+    if len(config["datasets"]) > 1:
+        targets.append("results/figures/architectures_alpha.pdf")
+    return targets

@@ -16,3 +16,22 @@ rule mnist_real:
         seed=config["seed"],
     script:
         "../scripts/mnist_real.py"
+
+
+rule camus_real:
+    input:
+        camus_root,
+    output:
+        real="results/camus/real.h5",
+    log:
+        "logs/data/camus_real.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        data=config["camus"]["data"],
+        seed=config["seed"],
+    script:
+        "../scripts/camus_real.py"

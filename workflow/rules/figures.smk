@@ -37,3 +37,22 @@ rule figure_samples:
         seed=config["seed"],
     script:
         "../scripts/figure_samples.py"
+
+
+rule figure_architectures:
+    input:
+        tables=expand("results/{dataset}/alpha_metrics.csv", dataset=config["datasets"]),
+        reals=expand("results/{dataset}/real.h5", dataset=config["datasets"]),
+    output:
+        figure="results/figures/architectures_alpha.pdf",
+    log:
+        "logs/figures/architectures_alpha.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        ci=config[config["datasets"][0]]["evaluation"]["ci"],
+    script:
+        "../scripts/figure_architectures.py"
