@@ -133,7 +133,24 @@ def test_rules_have_log_and_existing_conda_env():
     assert torch_rules == {"train_diffusion", "sample_synthetic", "train_classifier"}
 
 
-@pytest.mark.parametrize("package", ["torch", "torchvision", "diffusers", "snakemake"])
+def test_rules_declare_cluster_resources():
+    """What profiles/slurm turns into sbatch options: threads, mem_mb and runtime on every rule, a GPU
+    and retries on the training/sampling rules, and no site settings (partition, account) in rules."""
+    for rule, (path, block) in rule_blocks().items():
+        if rule == "all":
+            continue
+        for name in ("threads", "mem_mb", "runtime"):
+            assert re.search(rf"^\s+{name}[:=]", block, re.M), f"rule {rule} ({path.name}) declares no {name}"
+        assert not re.search(r"slurm_partition|slurm_account|gpu_model", block), f"rule {rule}: site setting in a rule"
+        torch_rule = "torch.yaml" in directive(block, "conda")
+        assert bool(re.search(r"^\s+gpu=1,", block, re.M)) == torch_rule, f"rule {rule}: gpu=1 iff it uses torch"
+        if torch_rule:
+            assert re.search(r"^    retries: [1-9]", block, re.M), f"rule {rule}: no retries (it resumes)"
+            assert "attempt" in block, f"rule {rule}: mem_mb/runtime should grow with attempt"
+
+
+@pytest.mark.parametrize("package", ["torch", "torchvision", "diffusers", "snakemake",
+                                     "snakemake-executor-plugin-slurm"])
 def test_installed_versions_match_pins(package):
     installed = importlib.metadata.version(package).split("+", 1)[0]
     assert installed == pyproject_pins()[package]

@@ -11,6 +11,7 @@ rule assemble_alpha:
         "logs/assembly/{dataset}_alpha{alpha}_seed{seed}.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
@@ -31,6 +32,7 @@ rule assemble_test:
         "logs/assembly/{dataset}_test.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,

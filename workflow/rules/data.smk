@@ -8,6 +8,7 @@ rule mnist_real:
         "logs/data/mnist_real.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
@@ -27,6 +28,7 @@ rule camus_real:
         "logs/data/camus_real.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,

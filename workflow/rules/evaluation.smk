@@ -11,6 +11,7 @@ rule evaluate_run:
         "logs/evaluation/{dataset}_{arch}_alpha{alpha}_seed{seed}.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
@@ -27,6 +28,7 @@ rule aggregate_alpha:
         "logs/evaluation/{dataset}_aggregate.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,

@@ -11,6 +11,7 @@ rule figure_alpha:
         "logs/figures/{dataset}_alpha.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
@@ -30,6 +31,7 @@ rule figure_samples:
         "logs/figures/{dataset}_samples.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
@@ -49,6 +51,7 @@ rule figure_architectures:
         "logs/figures/architectures_alpha.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,

@@ -11,6 +11,7 @@ rule sample_synthetic:
         "logs/synthesis/{dataset}.log",
     benchmark:
         "results/benchmarks/synthesis/{dataset}.tsv"
+    retries: 2  # a killed attempt keeps its finished batches and samples only the rest
     conda:
         "../../envs/torch.yaml"
     threads: 4
