@@ -76,6 +76,25 @@ def _save_nifti(path: Path, upright: np.ndarray) -> None:
     nib.save(nib.Nifti1Image(np.ascontiguousarray(arr), np.diag([0.3, 0.3, 1.0, 1.0])), str(path))
 
 
+def _write_patient(pdir: Path, i: int, save, ext: str, sequence_name: str | None, info_tail: str) -> None:
+    """Both views of patient i: ED/ES stills and masks, an optional sequence, and Info_<view>.cfg
+    (shared keys, then the release's own keys in ``info_tail``)."""
+    pid = pdir.name
+    pdir.mkdir(parents=True, exist_ok=True)
+    for view in VIEWS:
+        seq = sequence(i, view)
+        nb = len(seq)
+        for phase, t in (("ED", 0), ("ES", nb - 1)):
+            save(pdir / f"{pid}_{view}_{phase}{ext}", seq[t])
+            save(pdir / f"{pid}_{view}_{phase}_gt{ext}", mask_frame(i, view, t))
+        if sequence_name:
+            save(pdir / f"{pid}_{view}_{sequence_name}{ext}", seq)
+            save(pdir / f"{pid}_{view}_{sequence_name}_gt{ext}", np.stack([mask_frame(i, view, t) for t in range(nb)]))
+        (pdir / f"Info_{view}.cfg").write_text(
+            f"ED: 1\nES: {nb}\nNbFrame: {nb}\nSex: {'MF'[i % 2]}\nAge: {40 + i}\n"
+            f"ImageQuality: {quality(i, view)}\n" + info_tail)
+
+
 def write_nifti_tree(root, n_patients: int, with_half_sequence: bool = True, with_split: bool = True,
                      defect: str | None = None) -> Path:
     """``<root>/database_nifti/patientNNNN/...`` (+ ``database_split/``); returns root (= CAMUS_public).
@@ -86,22 +105,9 @@ def write_nifti_tree(root, n_patients: int, with_half_sequence: bool = True, wit
     root = Path(root)
     base = root / "database_nifti"
     for i in range(1, n_patients + 1):
-        pid = patient_id(i)
-        pdir = base / pid
-        pdir.mkdir(parents=True, exist_ok=True)
-        for view in VIEWS:
-            seq = sequence(i, view)
-            nb = len(seq)
-            for phase, t in (("ED", 0), ("ES", nb - 1)):
-                _save_nifti(pdir / f"{pid}_{view}_{phase}.nii.gz", seq[t])
-                _save_nifti(pdir / f"{pid}_{view}_{phase}_gt.nii.gz", mask_frame(i, view, t))
-            if with_half_sequence:
-                _save_nifti(pdir / f"{pid}_{view}_half_sequence.nii.gz", seq)
-                _save_nifti(pdir / f"{pid}_{view}_half_sequence_gt.nii.gz",
-                            np.stack([mask_frame(i, view, t) for t in range(nb)]))
-            (pdir / f"Info_{view}.cfg").write_text(
-                f"ED: 1\nES: {nb}\nNbFrame: {nb}\nSex: {'MF'[i % 2]}\nAge: {40 + i}\n"
-                f"ImageQuality: {quality(i, view)}\nEF: {50 + i}\nFrameRate: {30.0 + i}\n")
+        _write_patient(base / patient_id(i), i, _save_nifti, ".nii.gz",
+                       "half_sequence" if with_half_sequence else None,
+                       f"EF: {50 + i}\nFrameRate: {30.0 + i}\n")
     if with_split:
         split = root / "database_split"
         split.mkdir(parents=True, exist_ok=True)
@@ -151,20 +157,8 @@ def write_mhd_tree(root, n_patients: int, with_sequence: bool = False, training_
     root = Path(root)
     base = root / "training" if training_subfolder else root
     for i in range(1, n_patients + 1):
-        pid = patient_id(i)
-        pdir = base / pid
-        pdir.mkdir(parents=True, exist_ok=True)
-        for view in VIEWS:
-            seq = sequence(i, view)
-            nb = len(seq)
-            for phase, t in (("ED", 0), ("ES", nb - 1)):
-                _save_mhd(pdir / f"{pid}_{view}_{phase}.mhd", seq[t])
-                _save_mhd(pdir / f"{pid}_{view}_{phase}_gt.mhd", mask_frame(i, view, t))
-            if with_sequence:
-                _save_mhd(pdir / f"{pid}_{view}_sequence.mhd", seq)
-            (pdir / f"Info_{view}.cfg").write_text(
-                f"ED: 1\nES: {nb}\nNbFrame: {nb}\nSex: {'MF'[i % 2]}\nAge: {40 + i}\n"
-                f"ImageQuality: {quality(i, view)}\nLVedv: {80.0 + i}\nLVesv: {40.0 + i / 2}\nLVef: {50.0 + i}\n")
+        _write_patient(base / patient_id(i), i, _save_mhd, ".mhd", "sequence" if with_sequence else None,
+                       f"LVedv: {80.0 + i}\nLVesv: {40.0 + i / 2}\nLVef: {50.0 + i}\n")
     pdir = base / DEFECT_PATIENT
     if defect == "missing_cfg":
         (pdir / "Info_2CH.cfg").unlink()
