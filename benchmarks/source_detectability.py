@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from synthetic_simplicity import classifier
 from synthetic_simplicity.imageset import SPLITS, read_imageset

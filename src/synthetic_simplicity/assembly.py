@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .atomic import atomic_output
 from .imageset import SOURCES, SPLITS, ImageSet
 from .seeds import derive_seed
 
@@ -105,18 +105,11 @@ def assemble_test(real: ImageSet, synthetic: ImageSet) -> Manifest:
 
 
 def write_manifest(path: str | os.PathLike, m: Manifest) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("pool", data=m.pool)
-            f.create_dataset("index", data=m.index)
-            f.create_dataset("label", data=m.label)
-            f.attrs["attrs"] = json.dumps(m.attrs, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("pool", data=m.pool)
+        f.create_dataset("index", data=m.index)
+        f.create_dataset("label", data=m.label)
+        f.attrs["attrs"] = json.dumps(m.attrs, sort_keys=True)
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:

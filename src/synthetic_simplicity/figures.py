@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .atomic import atomic_output  # noqa: E402
 from .imageset import ImageSet  # noqa: E402
 from .metrics import CELL_SEP, SOURCE_NAMES  # noqa: E402
 
@@ -26,15 +26,11 @@ ACC_LABEL = "Test accuracy per cell (%)"
 
 
 def _save(fig, path) -> None:
-    """Save under a temp name with the same suffix (format follows it), then rename into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    """Save atomically (the format follows the suffix) and close the figure either way."""
     try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or None, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix.lstrip(".").lower() or None, bbox_inches="tight")
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
 
 

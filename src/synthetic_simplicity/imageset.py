@@ -17,6 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic import atomic_output
+
 SCHEMA_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
 SOURCES = {"real": 0, "synthetic": 1}
@@ -84,34 +86,27 @@ def _check(s: ImageSet) -> None:
 def write_imageset(path: str | os.PathLike, s: ImageSet) -> None:
     """Write atomically: a temporary file renamed into place, so a kill never leaves half a file."""
     _check(s)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with h5py.File(tmp, "w") as f:
-            chunk = (max(1, min(CHUNK_IMAGES, len(s.label))), *s.images.shape[1:])
-            # An empty set needs a resizable first axis: h5py refuses a chunk larger than the data.
-            maxshape = (None, *s.images.shape[1:]) if len(s.label) == 0 else None
-            f.create_dataset("images", data=s.images, chunks=chunk, maxshape=maxshape, compression="gzip",
-                             compression_opts=GZIP_LEVEL)
-            f.create_dataset("label", data=s.label.astype(np.int64))
-            f.create_dataset("source", data=s.source.astype(np.uint8))
-            f.create_dataset("split", data=s.split.astype(np.uint8))
-            if s.subject is not None:
-                f.create_dataset("subject", data=np.asarray(s.subject, dtype=object),
-                                 dtype=h5py.string_dtype())
-            if s.seed is not None:
-                f.create_dataset("seed", data=s.seed.astype(np.int64))
-            if s.cond is not None:
-                f.create_dataset("cond", data=s.cond.astype(np.float32))
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["dataset"] = s.dataset
-            f.attrs["class_names"] = json.dumps(list(s.class_names))
-            f.attrs["provenance"] = json.dumps({"libraries": library_versions(), **s.provenance},
-                                               sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        chunk = (max(1, min(CHUNK_IMAGES, len(s.label))), *s.images.shape[1:])
+        # An empty set needs a resizable first axis: h5py refuses a chunk larger than the data.
+        maxshape = (None, *s.images.shape[1:]) if len(s.label) == 0 else None
+        f.create_dataset("images", data=s.images, chunks=chunk, maxshape=maxshape, compression="gzip",
+                         compression_opts=GZIP_LEVEL)
+        f.create_dataset("label", data=s.label.astype(np.int64))
+        f.create_dataset("source", data=s.source.astype(np.uint8))
+        f.create_dataset("split", data=s.split.astype(np.uint8))
+        if s.subject is not None:
+            f.create_dataset("subject", data=np.asarray(s.subject, dtype=object),
+                             dtype=h5py.string_dtype())
+        if s.seed is not None:
+            f.create_dataset("seed", data=s.seed.astype(np.int64))
+        if s.cond is not None:
+            f.create_dataset("cond", data=s.cond.astype(np.float32))
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["dataset"] = s.dataset
+        f.attrs["class_names"] = json.dumps(list(s.class_names))
+        f.attrs["provenance"] = json.dumps({"libraries": library_versions(), **s.provenance},
+                                           sort_keys=True)
 
 
 def read_imageset(path: str | os.PathLike) -> ImageSet:

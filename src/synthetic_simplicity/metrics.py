@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from .atomic import atomic_output
 
 SOURCE_NAMES = ("real", "synthetic")  # index = the `source` code of the image-set contract
 CELL_SEP = "\u00b7"
@@ -117,14 +118,8 @@ def _json_default(o):
 
 def write_json(path: str | os.PathLike, record: dict) -> None:
     """Sorted-key, indented JSON, written to a temp file and renamed so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        # allow_nan=False: NaN/Infinity are not JSON; empty cells must be None upstream.
-        text = json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False,
-                          default=_json_default)
+    # allow_nan=False: NaN/Infinity are not JSON; empty cells must be None upstream.
+    text = json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False,
+                      default=_json_default)
+    with atomic_output(path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

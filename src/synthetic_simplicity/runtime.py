@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_output
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present; asking for CUDA without one is an error, not a silent CPU run."""
@@ -69,8 +71,5 @@ def tensor_to_images(x: torch.Tensor) -> np.ndarray:
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_output
 from .assembly import assemble_alpha, assemble_test, gather, read_manifest, write_manifest
 from .config import config_hash
 from .imageset import SOURCES, SPLITS, ImageSet, read_imageset, write_imageset
@@ -165,9 +166,8 @@ def train_classifier(real_path: str, synthetic_path: str, train_path: str, test_
     frame = classifier.predictions_frame(test.pool, test.index, test.label, probs)
     atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(),
                        "class_names": real.class_names, "train_counts": train.attrs["counts"]}, model_path)
-    tmp = Path(predictions_path + ".partial")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(predictions_path)
+    with atomic_output(predictions_path) as tmp:
+        frame.to_csv(tmp, index=False)
     Path(checkpoint).unlink(missing_ok=True)  # the run is complete; model.pt supersedes it
     return frame
 
@@ -183,9 +183,8 @@ def aggregate_alpha(metrics_paths: list[str], out_path: str, ci: float) -> pd.Da
     records = [json.loads(Path(p).read_text()) for p in metrics_paths]
     table = aggregate(records, ci)
     table["ci_method"] = ci_method(ci)  # the interval is named in the table itself
-    tmp = Path(out_path + ".partial")
-    table.to_csv(tmp, index=False)
-    tmp.replace(out_path)
+    with atomic_output(out_path) as tmp:
+        table.to_csv(tmp, index=False)
     return table
 
 

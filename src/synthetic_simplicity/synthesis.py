@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import atomic_output
 from .diffusion import crop_to
 from .runtime import autocast, tensor_to_images
 from .seeds import derive_seed
@@ -91,18 +91,11 @@ def sample_images(
             x = scheduler.step(eps, t, x, generator=gens).prev_sample
         out.append(tensor_to_images(crop_to(x, h, w)))
         if part is not None:
-            _save_atomic(part, out[-1])
+            with atomic_output(part) as tmp:
+                np.save(tmp, out[-1])
         bar.update(len(y))
     bar.close()
     return np.concatenate(out) if out else np.zeros((0, *image_shape[1:]), np.uint8)
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
 
 
 def degenerate_mask(images: np.ndarray, saturated_fraction: float, blank_std: float) -> np.ndarray:
