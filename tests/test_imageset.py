@@ -12,6 +12,7 @@ from synthetic_simplicity.imageset import (
     SCHEMA_VERSION,
     ImageSet,
     ImageSetError,
+    read_header,
     read_imageset,
     write_imageset,
 )
@@ -183,3 +184,11 @@ def test_read_rejects_a_file_whose_rows_disagree(tmp_path):
         f.create_dataset("source", data=np.zeros(2, np.uint8))
     with pytest.raises(ImageSetError, match="'source' has 2 rows"):
         read_imageset(path)
+
+
+def test_header_matches_the_full_read(tmp_path):
+    s = ImageSet(images=np.zeros((3, 4, 4), np.uint8), label=np.array([0, 1, 1]), source=np.zeros(3),
+                 split=np.zeros(3), dataset="camus", class_names=["2CH", "4CH"])
+    write_imageset(tmp_path / "x.h5", s)
+    full = read_imageset(tmp_path / "x.h5")
+    assert read_header(tmp_path / "x.h5") == (full.dataset, full.class_names) == ("camus", ["2CH", "4CH"])

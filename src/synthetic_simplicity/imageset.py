@@ -109,6 +109,12 @@ def write_imageset(path: str | os.PathLike, s: ImageSet) -> None:
                                            sort_keys=True)
 
 
+def read_header(path: str | os.PathLike) -> tuple[str, list[str]]:
+    """Dataset name and class names without reading any images (cheap for per-run jobs)."""
+    with h5py.File(path, "r") as f:
+        return str(f.attrs["dataset"]), json.loads(f.attrs["class_names"])
+
+
 def read_imageset(path: str | os.PathLike) -> ImageSet:
     path = Path(path)
     if not path.is_file():

@@ -17,7 +17,7 @@ import pandas as pd
 from .atomic import atomic_output
 from .assembly import assemble_alpha, assemble_test, gather, read_manifest, write_manifest
 from .config import config_hash
-from .imageset import SOURCES, SPLITS, ImageSet, read_imageset, write_imageset
+from .imageset import SOURCES, SPLITS, ImageSet, read_header, read_imageset, write_imageset
 from .metrics import aggregate, ci_method, run_metrics, write_json
 from .seeds import derive_seed
 
@@ -173,7 +173,7 @@ def train_classifier(real_path: str, synthetic_path: str, train_path: str, test_
 
 
 def evaluate_run(predictions_path: str, real_path: str, out_path: str, identity: dict) -> dict:
-    class_names = read_imageset(real_path).class_names
+    _, class_names = read_header(real_path)
     record = identity | run_metrics(pd.read_csv(predictions_path), class_names)
     write_json(out_path, record)
     return record
@@ -191,9 +191,9 @@ def aggregate_alpha(metrics_paths: list[str], out_path: str, ci: float) -> pd.Da
 def figure_alpha(table_path: str, real_path: str, out_path: str, ci: float) -> None:
     from .figures import plot_alpha
 
-    real = read_imageset(real_path)
-    title = f"{real.dataset}: {real.class_names[0]} vs {real.class_names[1]}"
-    plot_alpha(pd.read_csv(table_path), out_path, title, ci_method(ci), class_names=real.class_names)
+    dataset, class_names = read_header(real_path)
+    title = f"{dataset}: {class_names[0]} vs {class_names[1]}"
+    plot_alpha(pd.read_csv(table_path), out_path, title, ci_method(ci), class_names=class_names)
 
 
 def figure_architectures(table_paths: list[str], real_paths: list[str], out_path: str, ci: float) -> None:
@@ -206,7 +206,7 @@ def figure_architectures(table_paths: list[str], real_paths: list[str], out_path
 
     tables = []
     for table_path, real_path in zip(table_paths, real_paths):
-        names = read_imageset(real_path).class_names
+        _, names = read_header(real_path)
         generic = {name: f"class {k + 1}" for k, name in enumerate(names)}
         t = pd.read_csv(table_path)
         cells = t["cell"].fillna("").str.split(CELL_SEP, n=1, regex=False)
