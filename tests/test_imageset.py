@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from synthetic_simplicity.imageset import (
-    CHUNK_IMAGES,
     GZIP_LEVEL,
+    MAX_CHUNK_IMAGES,
+    H5Images,
+    ImageSetWriter,
     SCHEMA_VERSION,
     ImageSet,
     ImageSetError,
@@ -86,14 +88,14 @@ def test_round_trip_without_optional_fields(tmp_path):
 
 
 def test_images_are_gzip_compressed_and_chunked(tmp_path):
-    n = CHUNK_IMAGES + 10
+    n = MAX_CHUNK_IMAGES + 10
     s = ImageSet(images=np.zeros((n, 4, 4), np.uint8), label=np.zeros(n, np.int64), source=np.zeros(n, np.uint8),
                  split=np.zeros(n, np.uint8), dataset="toy", class_names=["a"])
     write_imageset(tmp_path / "s.h5", s)
     with h5py.File(tmp_path / "s.h5", "r") as f:
         d = f["images"]
         assert d.compression == "gzip" and d.compression_opts == GZIP_LEVEL
-        assert d.chunks == (CHUNK_IMAGES, 4, 4)
+        assert d.chunks == (MAX_CHUNK_IMAGES, 4, 4)
     small = make_set((6, 2, 5, 7))
     write_imageset(tmp_path / "small.h5", small)
     with h5py.File(tmp_path / "small.h5", "r") as f:
@@ -121,7 +123,7 @@ def test_rows_selects_every_field():
     [
         (lambda s: setattr(s, "label", np.array([0, 1, 2, 0, 1, 3])), "labels must lie in 0..2"),
         (lambda s: setattr(s, "label", np.array([0, 1, 2, 0, 1, -1])), "labels must lie in 0..2"),
-        (lambda s: setattr(s, "source", s.source[:-1]), "'source' has 5 rows, 'label' has 6"),
+        (lambda s: setattr(s, "source", s.source[:-1]), "'images' has 6 rows, 'source' has 5"),
         (lambda s: setattr(s, "seed", s.seed[:3]), "'seed' has 3 rows"),
         (lambda s: setattr(s, "images", s.images[:4]), "'images' has 4 rows"),
         (lambda s: setattr(s, "images", s.images.astype(np.float32)), "images must be uint8"),
@@ -182,7 +184,7 @@ def test_read_rejects_a_file_whose_rows_disagree(tmp_path):
     with h5py.File(path, "a") as f:
         del f["source"]
         f.create_dataset("source", data=np.zeros(2, np.uint8))
-    with pytest.raises(ImageSetError, match="'source' has 2 rows"):
+    with pytest.raises(ImageSetError, match="'images' has 6 rows, 'source' has 2"):
         read_imageset(path)
 
 
@@ -192,3 +194,80 @@ def test_header_matches_the_full_read(tmp_path):
     write_imageset(tmp_path / "x.h5", s)
     full = read_imageset(tmp_path / "x.h5")
     assert read_header(tmp_path / "x.h5") == (full.dataset, full.class_names) == ("camus", ["2CH", "4CH"])
+
+
+def test_chest_xray_sized_images_get_small_chunks(tmp_path):
+    """One random 256x256 read must not decompress 256 images (16 MB)."""
+    writer = ImageSetWriter(tmp_path / "x.h5", 10, (256, 256))
+    with h5py.File(writer.partial, "r") as f:
+        assert f["images"].chunks == (3, 256, 256)
+    writer.close()
+
+
+def multilabel_set(n=9) -> ImageSet:
+    rng = np.random.default_rng(1)
+    labels = rng.choice([1.0, 0.0, -1.0, np.nan], size=(n, 3)).astype(np.float32)
+    return ImageSet(images=rng.integers(0, 256, (n, 6, 5), dtype=np.uint8), label=None, labels=labels,
+                    source=np.zeros(n, np.uint8), split=np.zeros(n, np.uint8), dataset="cxr",
+                    class_names=["a", "b", "c"], subject=np.array([f"p{i // 2}" for i in range(n)]),
+                    key=np.array([f"img{i}.jpg" for i in range(n)]), cond=rng.random((n, 4)).astype(np.float32))
+
+
+def test_multilabel_round_trip_keeps_uncertain_and_blank(tmp_path):
+    s = multilabel_set()
+    write_imageset(tmp_path / "m.h5", s)
+    r = read_imageset(tmp_path / "m.h5")
+    assert r.label is None
+    np.testing.assert_array_equal(r.labels, s.labels)  # NaN == NaN here: blanks survive as blanks
+    assert (r.labels == -1).sum() == (s.labels == -1).sum() > 0
+    assert list(r.key) == list(s.key) and list(r.subject) == list(s.subject)
+    meta = read_imageset(tmp_path / "m.h5", images=False)
+    assert meta.images is None and np.array_equal(meta.cond, s.cond)
+
+
+def test_a_set_needs_exactly_one_label_kind(tmp_path):
+    s = multilabel_set()
+    s.label = np.zeros(len(s), np.int64)
+    with pytest.raises(ImageSetError, match="exactly one of 'label'"):
+        write_imageset(tmp_path / "bad.h5", s)
+
+
+def test_writer_resumes_after_a_kill_and_discards_another_configs_partial(tmp_path):
+    s = multilabel_set(10)
+    path = tmp_path / "r.h5"
+    first = ImageSetWriter(path, 10, (6, 5), key="cfg-a")
+    first.append(s.images[:4])
+    first.close()  # what a kill leaves: a partial file with 4 images done
+    assert not path.exists()
+    again = ImageSetWriter(path, 10, (6, 5), key="cfg-a")
+    assert again.done == 4
+    again.append(s.images[4:])
+    again.finish(s)
+    np.testing.assert_array_equal(read_imageset(path).images, s.images)
+    assert not again.partial.exists()
+
+    stale = ImageSetWriter(tmp_path / "o.h5", 10, (6, 5), key="cfg-a")
+    stale.append(s.images[:4])
+    stale.close()
+    assert ImageSetWriter(tmp_path / "o.h5", 10, (6, 5), key="cfg-b").done == 0
+
+
+def test_writer_refuses_to_finish_an_incomplete_set(tmp_path):
+    s = multilabel_set(5)
+    w = ImageSetWriter(tmp_path / "i.h5", 5, (6, 5), key="k")
+    w.append(s.images[:3])
+    with pytest.raises(ImageSetError, match="only 3 of 5"):
+        w.finish(s)
+    w.close()
+    assert not (tmp_path / "i.h5").exists()
+
+
+def test_h5images_reads_any_order_with_repeats_and_views(tmp_path):
+    s = multilabel_set(12)
+    write_imageset(tmp_path / "h.h5", s)
+    images = H5Images(tmp_path / "h.h5")
+    idx = np.array([7, 2, 7, 0, 11])
+    np.testing.assert_array_equal(images[idx], s.images[idx])
+    view = images.view(np.array([3, 5, 9]))
+    assert len(view) == 3
+    np.testing.assert_array_equal(view[np.array([2, 0])], s.images[[9, 3]])

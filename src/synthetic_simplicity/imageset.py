@@ -1,9 +1,15 @@
 """The HDF5 image-set contract shared by real and synthetic data (DESIGN.md §3).
 
-Datasets: ``images`` uint8 (N, H, W) or (N, C, H, W); ``label`` int64 (N,); ``source`` uint8 (0 real,
-1 synthetic); ``split`` uint8 (see SPLITS); optional ``subject`` (strings), ``seed`` (int64, synthetic
-rows) and ``cond`` (N, K). File attributes: ``schema_version``, ``dataset``, ``class_names`` and
-``provenance`` (JSON).
+Datasets: ``images`` uint8 (N, H, W) or (N, C, H, W); ``label`` int64 (N,) for single-label sets or
+``labels`` float32 (N, L) for multi-label sets (1 positive, 0 negative, -1 uncertain, NaN not
+mentioned, as in CheXpert); ``source`` uint8 (0 real, 1 synthetic); ``split`` uint8 (see SPLITS);
+optional ``subject`` (strings), ``key`` (a stable row id such as the image path), ``seed`` (int64,
+synthetic rows), ``cond`` (N, K), and for synthetic replicas ``origin`` (the real row they copy the
+conditioning of) and ``replica``. File attributes: ``schema_version``, ``dataset``, ``class_names``
+(the label names of a multi-label set) and ``provenance`` (JSON).
+
+Images are written in batches (``ImageSetWriter``) and read on demand (``H5Images``), so a
+200,000-image chest X-ray set never has to fit in memory.
 """
 
 from __future__ import annotations
@@ -17,14 +23,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .atomic import atomic_output
 
 SCHEMA_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
 SOURCES = {"real": 0, "synthetic": 1}
-# ~256 images per chunk measured 4.4x smaller than raw at ~0.1 s per 10k MNIST images (DESIGN.md §6).
-CHUNK_IMAGES = 256
+# ~256 MNIST images (~200 kB) per chunk measured 4.4x smaller than raw at ~0.1 s per 10k images
+# (DESIGN.md §6). Larger images get fewer per chunk, so reading one random image decompresses
+# ~200 kB, never a 16 MB block of 256 chest X-rays.
+CHUNK_BYTES = 256 * 28 * 28
+MAX_CHUNK_IMAGES = 256
 GZIP_LEVEL = 4
+# Per-row arrays besides ``images``, in the order they are written.
+ROW_ARRAYS = {"label": np.int64, "labels": np.float32, "source": np.uint8, "split": np.uint8,
+              "subject": str, "key": str, "seed": np.int64, "cond": np.float32, "origin": np.int64,
+              "replica": np.int64}
 
 
 class ImageSetError(ValueError):
@@ -33,8 +45,8 @@ class ImageSetError(ValueError):
 
 @dataclass
 class ImageSet:
-    images: np.ndarray
-    label: np.ndarray
+    images: np.ndarray | None  # None when read with ``images=False``
+    label: np.ndarray | None
     source: np.ndarray
     split: np.ndarray
     dataset: str
@@ -43,19 +55,20 @@ class ImageSet:
     seed: np.ndarray | None = None
     cond: np.ndarray | None = None
     provenance: dict = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    key: np.ndarray | None = None
+    origin: np.ndarray | None = None
+    replica: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.label)
+        return len(self.source)
 
     def rows(self, mask: np.ndarray) -> "ImageSet":
         """The subset of rows selected by a boolean mask or an index array."""
-        pick = lambda a: None if a is None else a[mask]  # noqa: E731
-        return ImageSet(
-            images=self.images[mask], label=self.label[mask], source=self.source[mask],
-            split=self.split[mask], dataset=self.dataset, class_names=list(self.class_names),
-            subject=pick(self.subject), seed=pick(self.seed), cond=pick(self.cond),
-            provenance=dict(self.provenance),
-        )
+        picked = {name: None if getattr(self, name) is None else getattr(self, name)[mask]
+                  for name in ("images", *ROW_ARRAYS)}
+        return ImageSet(**picked, dataset=self.dataset, class_names=list(self.class_names),
+                        provenance=dict(self.provenance))
 
 
 def library_versions() -> dict:
@@ -72,41 +85,107 @@ def library_versions() -> dict:
 
 
 def _check(s: ImageSet) -> None:
-    n = len(s.label)
-    if s.images.dtype != np.uint8 or s.images.ndim not in (3, 4):
+    n = len(s.source)
+    if s.images is not None and (s.images.dtype != np.uint8 or s.images.ndim not in (3, 4)):
         raise ImageSetError(f"images must be uint8 (N,H,W) or (N,C,H,W), got {s.images.dtype} {s.images.shape}")
-    for name in ("images", "source", "split", "subject", "seed", "cond"):
+    for name in ("images", *ROW_ARRAYS):
         a = getattr(s, name)
         if a is not None and len(a) != n:
-            raise ImageSetError(f"'{name}' has {len(a)} rows, 'label' has {n}")
-    if n and (s.label.min() < 0 or s.label.max() >= len(s.class_names)):
+            raise ImageSetError(f"'{name}' has {len(a)} rows, 'source' has {n}")
+    if (s.label is None) == (s.labels is None):
+        raise ImageSetError("an image set has exactly one of 'label' (single-label) or 'labels' (multi-label)")
+    if s.label is not None and n and (s.label.min() < 0 or s.label.max() >= len(s.class_names)):
         raise ImageSetError(f"labels must lie in 0..{len(s.class_names) - 1} (class_names {s.class_names})")
+    if s.labels is not None and s.labels.shape[1:] != (len(s.class_names),):
+        raise ImageSetError(f"'labels' has shape {s.labels.shape}, expected (N, {len(s.class_names)}) for {s.class_names}")
 
 
-def write_imageset(path: str | os.PathLike, s: ImageSet) -> None:
-    """Write atomically: a temporary file renamed into place, so a kill never leaves half a file."""
-    _check(s)
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        chunk = (max(1, min(CHUNK_IMAGES, len(s.label))), *s.images.shape[1:])
-        # An empty set needs a resizable first axis: h5py refuses a chunk larger than the data.
-        maxshape = (None, *s.images.shape[1:]) if len(s.label) == 0 else None
-        f.create_dataset("images", data=s.images, chunks=chunk, maxshape=maxshape, compression="gzip",
-                         compression_opts=GZIP_LEVEL)
-        f.create_dataset("label", data=s.label.astype(np.int64))
-        f.create_dataset("source", data=s.source.astype(np.uint8))
-        f.create_dataset("split", data=s.split.astype(np.uint8))
-        if s.subject is not None:
-            f.create_dataset("subject", data=np.asarray(s.subject, dtype=object),
-                             dtype=h5py.string_dtype())
-        if s.seed is not None:
-            f.create_dataset("seed", data=s.seed.astype(np.int64))
-        if s.cond is not None:
-            f.create_dataset("cond", data=s.cond.astype(np.float32))
+def chunk_images(image_shape: tuple[int, ...]) -> int:
+    return int(np.clip(CHUNK_BYTES // int(np.prod(image_shape)), 1, MAX_CHUNK_IMAGES))
+
+
+class ImageSetWriter:
+    """Streams images into an image set batch by batch; a killed job resumes where it stopped.
+
+    Images go into ``<path>.partial`` with a ``done`` counter flushed after every batch; the
+    per-row arrays and attributes are written by ``finish``, which renames the file into place. A
+    partial file written under a different ``key`` (another config) is discarded, never resumed.
+    """
+
+    def __init__(self, path: str | os.PathLike, n: int, image_shape: tuple[int, ...], key: str = ""):
+        self.path, self.n = Path(path), n
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.file = None
+        if self.partial.is_file() and key:
+            try:
+                f = h5py.File(self.partial, "r+")
+                if f.attrs.get("key") == key and f["images"].shape == (n, *image_shape):
+                    self.file = f
+                else:
+                    f.close()
+            except OSError:  # torn by a kill while the header was written: start again
+                pass
+        if self.file is None:
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            self.file = h5py.File(self.partial, "w")
+            chunk = (max(1, min(chunk_images(image_shape), n)), *image_shape)
+            # An empty set needs a resizable first axis: h5py refuses a chunk larger than the data.
+            self.file.create_dataset("images", shape=(n, *image_shape), dtype=np.uint8, chunks=chunk,
+                                     maxshape=(None, *image_shape) if n == 0 else None,
+                                     compression="gzip", compression_opts=GZIP_LEVEL)
+            self.file.attrs["key"] = key
+            self.file.attrs["done"] = 0
+        self.done = int(self.file.attrs["done"])
+
+    def append(self, batch: np.ndarray) -> None:
+        if self.done + len(batch) > self.n:
+            raise ImageSetError(f"{self.path}: {self.done + len(batch)} images written, {self.n} expected")
+        self.file["images"][self.done : self.done + len(batch)] = batch
+        self.done += len(batch)
+        self.file.attrs["done"] = self.done
+        self.file.flush()
+
+    def finish(self, s: ImageSet) -> None:
+        """Write the per-row arrays and attributes of ``s`` (its ``images`` are ignored) and commit."""
+        if self.done != self.n:
+            raise ImageSetError(f"{self.path}: only {self.done} of {self.n} images were written")
+        _check(s)
+        if len(s) != self.n:
+            raise ImageSetError(f"{self.path}: {len(s)} rows of metadata for {self.n} images")
+        f = self.file
+        for name, dtype in ROW_ARRAYS.items():
+            a = getattr(s, name)
+            if a is None:
+                continue
+            if dtype is str:
+                f.create_dataset(name, data=np.asarray(a, dtype=object), dtype=h5py.string_dtype())
+            else:
+                f.create_dataset(name, data=np.asarray(a).astype(dtype))
+        del f.attrs["key"], f.attrs["done"]
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["dataset"] = s.dataset
         f.attrs["class_names"] = json.dumps(list(s.class_names))
-        f.attrs["provenance"] = json.dumps({"libraries": library_versions(), **s.provenance},
-                                           sort_keys=True)
+        f.attrs["provenance"] = json.dumps({"libraries": library_versions(), **s.provenance}, sort_keys=True)
+        f.close()
+        os.replace(self.partial, self.path)
+
+    def close(self, discard: bool = False) -> None:
+        """Keep an unfinished partial file for a resume, or ``discard`` it (nothing to resume)."""
+        if self.file.id.valid:
+            self.file.close()
+        if discard:
+            self.partial.unlink(missing_ok=True)
+
+
+def write_imageset(path: str | os.PathLike, s: ImageSet) -> None:
+    """Write an in-memory set; the rename at the end means a kill never leaves half a file."""
+    _check(s)
+    writer = ImageSetWriter(path, len(s), s.images.shape[1:])
+    try:
+        writer.append(s.images)
+        writer.finish(s)
+    finally:
+        writer.close(discard=True)
 
 
 def read_header(path: str | os.PathLike) -> tuple[str, list[str]]:
@@ -115,7 +194,8 @@ def read_header(path: str | os.PathLike) -> tuple[str, list[str]]:
         return str(f.attrs["dataset"]), json.loads(f.attrs["class_names"])
 
 
-def read_imageset(path: str | os.PathLike) -> ImageSet:
+def read_imageset(path: str | os.PathLike, images: bool = True) -> ImageSet:
+    """The whole set, or with ``images=False`` only the per-row arrays (see ``H5Images`` for those)."""
     path = Path(path)
     if not path.is_file():
         raise ImageSetError(f"{path}: no such image-set file")
@@ -124,21 +204,46 @@ def read_imageset(path: str | os.PathLike) -> ImageSet:
     except OSError as e:
         raise ImageSetError(f"{path}: not an HDF5 file ({e}); rebuild it") from e
     with f:
-        missing = [k for k in ("images", "label", "source", "split") if k not in f]
+        missing = [k for k in ("images", "source", "split") if k not in f]
         if missing or f.attrs.get("schema_version") != SCHEMA_VERSION:
             raise ImageSetError(
                 f"{path}: not an image set of schema version {SCHEMA_VERSION} "
                 f"(missing {missing or 'none'}, version {f.attrs.get('schema_version')}); rebuild it"
             )
-        opt = lambda k: f[k][()] if k in f else None  # noqa: E731
         # h5py returns variable-length strings as UTF-8 bytes; decode them (not numpy's ASCII astype).
-        subject = f["subject"].asstr()[()] if "subject" in f else None
-        s = ImageSet(
-            images=f["images"][()], label=f["label"][()], source=f["source"][()],
-            split=f["split"][()], dataset=str(f.attrs["dataset"]),
-            class_names=json.loads(f.attrs["class_names"]),
-            subject=None if subject is None else subject.astype(str), seed=opt("seed"),
-            cond=opt("cond"), provenance=json.loads(f.attrs["provenance"]),
-        )
+        rows = {name: None if name not in f else (f[name].asstr()[()].astype(str) if dtype is str else f[name][()])
+                for name, dtype in ROW_ARRAYS.items()}
+        s = ImageSet(images=f["images"][()] if images else None, **rows, dataset=str(f.attrs["dataset"]),
+                     class_names=json.loads(f.attrs["class_names"]), provenance=json.loads(f.attrs["provenance"]))
     _check(s)
     return s
+
+
+class H5Images:
+    """The ``images`` of an image-set file, read on demand: ``images[index_array]`` -> uint8 array.
+
+    The file is opened lazily in the process that reads, so a DataLoader worker forked after
+    construction gets its own handle (h5py handles must not cross a fork).
+    """
+
+    def __init__(self, path: str | os.PathLike, rows: np.ndarray | None = None):
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as f:
+            self.shape = f["images"].shape
+        self.rows = np.arange(self.shape[0]) if rows is None else np.asarray(rows)
+        self._file, self._pid = None, None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def view(self, rows: np.ndarray) -> "H5Images":
+        """A view of some rows (e.g. the training split), indexed from 0."""
+        return H5Images(self.path, self.rows[rows])
+
+    def __getitem__(self, index) -> np.ndarray:
+        if self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        rows = self.rows[np.atleast_1d(index)]
+        # h5py reads increasing unique indices; read each needed row once, then restore the order.
+        unique, inverse = np.unique(rows, return_inverse=True)
+        return self._file["images"][unique][inverse]
