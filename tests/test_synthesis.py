@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from synthetic_simplicity.diffusion import build_unet, make_train_scheduler
-from synthetic_simplicity.synthesis import SAMPLERS, degenerate_mask, make_sampler, sample_images, sample_seeds
+from synthetic_simplicity.synthesis import (
+    SAMPLERS,
+    degenerate_mask,
+    iter_samples,
+    make_sampler,
+    sample_images,
+    sample_seeds,
+)
 
 # diffusers' DPM-Solver builds an array with a NumPy 2 deprecated call; not ours to fix.
 pytestmark = [
@@ -129,19 +136,26 @@ def test_degenerate_mask():
     assert degenerate_mask(batch[:, None], 0.5, 4.0).tolist() == mask.tolist()
 
 
-def test_finished_batches_are_reused_after_a_kill(model, scheduler_config, tmp_path):
-    """Batches kept in parts_dir are loaded, not sampled again, so a killed job loses one batch at most."""
+def test_resuming_at_a_row_gives_the_same_images(model, scheduler_config):
+    """A job killed after some rows restarts at ``start`` and must produce what it would have."""
     sampler = make_sampler("ddim", scheduler_config, clip_sample=True)
     args = (LABELS, SEEDS, SHAPE, 2, 3, 1.0, 3, CPU, "fp32")
-    full = sample_images(model, sampler, *args, progress=False, parts_dir=tmp_path)
-    parts = sorted(tmp_path.glob("batch_*.npy"))
-    assert len(parts) == -(-len(LABELS) // 3)
-    assert np.array_equal(full, sample_images(model, sampler, *args, progress=False))
-    # Mark one kept batch: a rerun must return the marked pixels, proving it loaded the batch.
-    marked = np.load(parts[1])
-    marked[:] = 7
-    np.save(parts[1], marked)
-    parts[-1].unlink()  # the batch a kill interrupted
-    again = sample_images(model, sampler, *args, progress=False, parts_dir=tmp_path)
-    assert (again[3:6] == 7).all()
-    assert np.array_equal(again[6:], full[6:]) and np.array_equal(again[:3], full[:3])
+    full = sample_images(model, sampler, *args, progress=False)
+    tail = np.concatenate(list(iter_samples(model, sampler, *args, start=4, progress=False)))
+    assert np.array_equal(tail, full[4:])
+
+
+def test_condition_vectors_with_guidance(scheduler_config):
+    """Study B's continuous conditions: the same vector and seed give the same image, a different
+    vector a different one, and guidance (which needs the learned null embedding) runs."""
+    torch.manual_seed(0)
+    model = build_unet(7, 1, None, CFG, cond_dim=3).eval()
+    with torch.no_grad():
+        model.class_embedding.net[0].weight.mul_(50)  # make the condition matter in an untrained net
+    cond = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1]], np.float32)
+    seeds = np.array([5, 5, 5])
+    sampler = make_sampler("ddim", scheduler_config, clip_sample=True)
+    for guidance in (1.0, 3.0):
+        x = sample_images(model, sampler, cond, seeds, SHAPE, None, 3, guidance, 2, CPU, "fp32", progress=False)
+        assert x.shape == (3, 7, 7)
+        assert np.array_equal(x[0], x[1]) and not np.array_equal(x[0], x[2])

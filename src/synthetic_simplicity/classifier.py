@@ -1,8 +1,12 @@
-"""Classifiers for Study A: a small CNN and ResNet-18 with a single-channel stem.
+"""Classifiers: a small CNN and torchvision's ResNet-18, DenseNet-121 and ConvNeXt with a stem for
+the image's channels; single-label (cross-entropy, Study A) or multi-label (BCE, Study B).
 
 Study A does not publish its MNIST architecture; ours (docs/decisions.md) is three 3x3 conv blocks
 (16, 32, 64 channels; BatchNorm, ReLU, 2x2 max-pool after the first two), global average pooling and
 one linear layer: ~24 k parameters, enough for digits while small enough to train in seconds.
+
+Images are read batch by batch from anything indexable by an index array (an array, or
+``imageset.H5Images`` for sets larger than memory), optionally in DataLoader worker processes.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from .seeds import derive_seed
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("cnn", "resnet18")
+ARCHITECTURES = ("cnn", "resnet18", "densenet121", "convnext_tiny", "convnext_base")
 # Keys that may change without invalidating a checkpoint: the learning rate is constant, so a run
-# extended from k to more epochs continues exactly as an uninterrupted run of the longer budget.
-RESUMABLE_KEYS = ("epochs",)
+# extended from k to more epochs continues exactly as an uninterrupted run of the longer budget;
+# the number of loader processes never changes which images form a batch.
+RESUMABLE_KEYS = ("epochs", "loader_workers")
 
 
 def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
@@ -46,12 +51,93 @@ def resnet18(in_channels: int, num_classes: int) -> nn.Module:
     return model
 
 
+def densenet121(in_channels: int, num_classes: int) -> nn.Module:
+    from torchvision.models import densenet121 as tv_densenet121
+
+    model = tv_densenet121(weights=None, num_classes=num_classes)
+    model.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+def convnext(size: str):
+    def build(in_channels: int, num_classes: int) -> nn.Module:
+        from torchvision import models
+
+        model = getattr(models, f"convnext_{size}")(weights=None, num_classes=num_classes)
+        stem = model.features[0][0]
+        model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, kernel_size=4, stride=4)
+        return model
+
+    return build
+
+
 def build_classifier(architecture: str, in_channels: int, num_classes: int) -> nn.Module:
-    builders = {"cnn": small_cnn, "resnet18": resnet18}
+    builders = {"cnn": small_cnn, "resnet18": resnet18, "densenet121": densenet121,
+                "convnext_tiny": convnext("tiny"), "convnext_base": convnext("base")}
     if architecture not in builders:
         raise ValueError(f"unknown architecture {architecture!r} (config key classifier.architectures); "
                          f"choose from {ARCHITECTURES}")
     return builders[architecture](in_channels, num_classes)
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Start from local weights (torchvision state-dict layout); nothing is fetched at run time.
+
+    An RGB stem is summed over its input channels for grey images, and tensors whose shape differs
+    (the task head) keep their fresh initialisation. Both are logged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretrained weights not found (config key classifier.pretrained); "
+                                f"download them once, e.g. torchvision's state dict, or set it to null")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    own = model.state_dict()
+    loaded, skipped = {}, []
+    for name, tensor in state.items():
+        if name not in own:
+            skipped.append(name)
+            continue
+        if tensor.ndim == 4 and tensor.shape[1] != own[name].shape[1] and own[name].shape[1] == 1:
+            tensor = tensor.sum(dim=1, keepdim=True)
+        if tensor.shape == own[name].shape:
+            loaded[name] = tensor
+        else:
+            skipped.append(name)
+    if not loaded:
+        raise ValueError(f"{path}: no tensor matches this architecture; is it the right file?")
+    model.load_state_dict(loaded, strict=False)
+    log.info("pretrained weights from %s: %d tensors loaded, %d kept fresh (%s)", path, len(loaded),
+             len(own) - len(loaded), ", ".join(skipped[:4]))
+
+
+class _Batches(torch.utils.data.Dataset):
+    """``dataset[index_array]`` -> one float batch; the sampler hands over whole batches."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return images_to_tensor(self.images[np.asarray(index)])
+
+
+def iter_batches(images, batches: list[np.ndarray], workers: int):
+    """Float batches in the given order, read in ``workers`` processes (0: in this one)."""
+    return torch.utils.data.DataLoader(_Batches(images), sampler=batches, batch_size=None, num_workers=workers,
+                                       prefetch_factor=4 if workers else None, persistent_workers=False)
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for class indices; BCE for multi-label targets, where NaN (an uncertain label
+    under the "ignore" policy) is left out of the mean."""
+    if targets.ndim == 1:
+        return nn.functional.cross_entropy(logits, targets)
+    known = ~torch.isnan(targets)
+    losses = nn.functional.binary_cross_entropy_with_logits(logits, torch.nan_to_num(targets), reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
 
 
 def _optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
@@ -62,7 +148,7 @@ def _optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
 
 
 def train_classifier(
-    images: np.ndarray,
+    images,
     labels: np.ndarray,
     num_classes: int,
     architecture: str,
@@ -73,11 +159,15 @@ def train_classifier(
     ckpt_path: str | Path,
     progress: bool = True,
 ) -> nn.Module:
-    """Train from scratch; a checkpoint after every epoch lets a killed job resume at that epoch."""
-    x_all = images_to_tensor(images)
-    y_all = torch.as_tensor(labels, dtype=torch.long)
+    """Train (from scratch, or from ``cfg["pretrained"]``); a checkpoint after every epoch lets a killed
+    job resume at that epoch. ``labels`` are class indices (N,) or multi-label targets (N, L)."""
+    y_all = torch.as_tensor(labels, dtype=torch.long if np.ndim(labels) == 1 else torch.float32)
+    in_channels = images_to_tensor(images[np.arange(1)]).shape[1]
     torch.manual_seed(derive_seed(seed, "init"))
-    model = build_classifier(architecture, x_all.shape[1], num_classes).to(device)
+    model = build_classifier(architecture, in_channels, num_classes)
+    if cfg.get("pretrained"):
+        load_pretrained(model, cfg["pretrained"])
+    model = model.to(device)
     opt = _optimizer(model, cfg)
     run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
                            | {"seed": seed, "arch": architecture, "n": len(y_all)})
@@ -94,12 +184,12 @@ def train_classifier(
     while epoch < cfg["epochs"]:
         model.train()
         order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch)))
+        batches = [order[i : i + cfg["batch_size"]].numpy() for i in range(0, len(order), cfg["batch_size"])]
         total = 0.0
-        for start in range(0, len(order), cfg["batch_size"]):
-            idx = order[start : start + cfg["batch_size"]]
-            x, y = x_all[idx].to(device), y_all[idx].to(device)
+        for idx, x in zip(batches, iter_batches(images, batches, cfg.get("loader_workers", 0))):
+            x, y = x.to(device), y_all[idx].to(device)
             with autocast(device, precision):
-                loss = nn.functional.cross_entropy(model(x).float(), y)
+                loss = _loss(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -114,16 +204,16 @@ def train_classifier(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device,
-            precision: str) -> np.ndarray:
-    """Softmax probabilities, (N, num_classes)."""
+def predict(model: nn.Module, images, batch_size: int, device: torch.device, precision: str,
+            multilabel: bool = False, workers: int = 0) -> np.ndarray:
+    """Probabilities (N, outputs): softmax over classes, or one sigmoid per label."""
     model.eval()
-    x_all = images_to_tensor(images)
+    batches = [np.arange(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)]
     probs = []
-    for start in range(0, len(x_all), batch_size):
+    for x in iter_batches(images, batches, workers):
         with autocast(device, precision):
-            logits = model(x_all[start : start + batch_size].to(device)).float()
-        probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+            logits = model(x.to(device)).float()
+        probs.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu().numpy())
     return np.concatenate(probs)
 
 

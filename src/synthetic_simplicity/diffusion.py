@@ -1,5 +1,10 @@
-"""Class-conditional DDPM built from diffusers parts, with EMA, optional classifier-free guidance
-(a null class plus label dropout) and checkpoints that make a killed run resume where it stopped.
+"""Conditional DDPM built from diffusers parts, with EMA, classifier-free guidance training and
+checkpoints that make a killed run resume where it stopped.
+
+Two kinds of condition: a class index (Study A; the null class is index ``num_classes``) or a
+continuous vector (Study B's 22 numbers; the null is a learned embedding, asked for with a row of
+NaN). Both are dropped with probability ``label_dropout`` during training, so guidance can mix in
+the unconditional prediction at sampling time.
 
 Every step draws its batch, timesteps, noise and label dropout from a generator seeded by
 (seed, step), so a run resumed from step k is bit-identical to an uninterrupted one.
@@ -34,15 +39,50 @@ def padded_size(size: int, n_blocks: int) -> int:
     return int(math.ceil(size / m) * m)
 
 
-def build_unet(image_size: int, channels: int, num_classes: int, cfg: dict):
-    """A UNet2DModel with one extra class embedding used as the null class for guidance."""
+class ConditionProjection(torch.nn.Module):
+    """Continuous condition -> time-embedding slot, as in Study B's Mediffusion UNet (linear, SiLU,
+    linear), with a learned null embedding for rows that are all NaN (dropped conditions)."""
+
+    def __init__(self, cond_dim: int, embed_dim: int):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(cond_dim, embed_dim), torch.nn.SiLU(),
+                                       torch.nn.Linear(embed_dim, embed_dim))
+        self.null = torch.nn.Parameter(torch.zeros(embed_dim))
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        dropped = torch.isnan(cond).all(dim=1, keepdim=True)
+        emb = self.net(torch.nan_to_num(cond.to(self.null.dtype)))
+        return torch.where(dropped, self.null.to(emb.dtype), emb)
+
+
+def _install_projection(model, cond_dim: int):
+    model.class_embedding = ConditionProjection(cond_dim, model.config.block_out_channels[0] * 4)
+    return model
+
+
+def drop_conditions(cond: torch.Tensor, drop: torch.Tensor, num_classes: int | None) -> torch.Tensor:
+    """The null condition where ``drop``: the extra class index, or a NaN row for vectors."""
+    cond = cond.clone()
+    cond[drop] = num_classes if num_classes is not None else float("nan")
+    return cond
+
+
+def condition_tensor(conditions: np.ndarray) -> torch.Tensor:
+    """Class indices stay integers; condition vectors become float32."""
+    a = np.asarray(conditions)
+    return torch.as_tensor(a, dtype=torch.long if a.ndim == 1 else torch.float32)
+
+
+def build_unet(image_size: int, channels: int, num_classes: int | None, cfg: dict, cond_dim: int | None = None):
+    """A UNet2DModel conditioned on a class (one extra embedding is the null class for guidance) or,
+    with ``cond_dim``, on a continuous vector through ``ConditionProjection``."""
     from diffusers import UNet2DModel
 
     blocks = list(cfg["block_out_channels"])
     attn = set(cfg["attention_levels"])
     down = tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(len(blocks)))
     up = tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(len(blocks))))
-    return UNet2DModel(
+    model = UNet2DModel(
         sample_size=padded_size(image_size, len(blocks)),
         in_channels=channels,
         out_channels=channels,
@@ -51,8 +91,10 @@ def build_unet(image_size: int, channels: int, num_classes: int, cfg: dict):
         down_block_types=down,
         up_block_types=up,
         norm_num_groups=min(8, blocks[0]),
-        num_class_embeds=num_classes + 1,
+        num_class_embeds=None if cond_dim else num_classes + 1,
+        class_embed_type="identity" if cond_dim else None,
     )
+    return _install_projection(model, cond_dim) if cond_dim else model
 
 
 def make_train_scheduler(cfg: dict):
@@ -90,9 +132,9 @@ def _latest_checkpoint(ckpt_dir: Path, run_hash: str) -> dict | None:
 
 
 def train_diffusion(
-    images: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
+    images,
+    conditions: np.ndarray,
+    num_classes: int | None,
     cfg: dict,
     seed: int,
     device: torch.device,
@@ -100,19 +142,22 @@ def train_diffusion(
     ckpt_dir: str | Path,
     progress: bool = True,
 ) -> dict:
-    """Train on the given (training-split) images and return a bundle for ``load_generator``."""
+    """Train on the given (training-split) images and return a bundle for ``load_generator``.
+
+    ``images`` is anything indexable by an index array (an array, or ``H5Images`` for sets larger
+    than memory); ``conditions`` holds class indices (N,) or, with ``num_classes`` None, vectors (N, K).
+    """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    y_all = condition_tensor(conditions)
+    cond_dim = None if y_all.ndim == 1 else y_all.shape[1]
     run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
-                           | {"seed": seed, "n": len(labels), "num_classes": num_classes})
-    x_all = images_to_tensor(images)
-    channels, h, w = x_all.shape[1:]
+                           | {"seed": seed, "n": len(y_all), "num_classes": num_classes, "cond_dim": cond_dim})
+    channels, h, w = images_to_tensor(images[np.arange(1)]).shape[1:]
     size = padded_size(max(h, w), len(cfg["block_out_channels"]))
-    x_all = pad_to(x_all, size)
-    y_all = torch.as_tensor(labels, dtype=torch.long)
 
     torch.manual_seed(derive_seed(seed, "init"))
-    model = build_unet(max(h, w), channels, num_classes, cfg).to(device)
+    model = build_unet(max(h, w), channels, num_classes, cfg, cond_dim).to(device)
     from diffusers.training_utils import EMAModel
 
     ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
@@ -143,9 +188,8 @@ def train_diffusion(
     while step < cfg["steps"]:
         g = torch.Generator().manual_seed(derive_seed(seed, "step", step))
         idx = torch.randint(len(y_all), (cfg["batch_size"],), generator=g)
-        x0 = x_all[idx].to(device)
-        y = y_all[idx].clone()
-        y[torch.rand(len(y), generator=g) < cfg["label_dropout"]] = num_classes  # the null class
+        x0 = pad_to(images_to_tensor(images[idx.numpy()]), size).to(device)
+        y = drop_conditions(y_all[idx], torch.rand(len(idx), generator=g) < cfg["label_dropout"], num_classes)
         t = torch.randint(sched.config.num_train_timesteps, (len(y),), generator=g).to(device)
         noise = torch.randn(x0.shape, generator=g).to(device)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
@@ -175,6 +219,7 @@ def train_diffusion(
         "scheduler_config": dict(sched.config),
         "image_shape": [int(channels), int(h), int(w)],
         "num_classes": num_classes,
+        "cond_dim": cond_dim,
         "hash": run_hash,
         "stats": {"steps": step, "resumed_from": start, "seconds": elapsed,
                   "steps_per_s": (step - start) / elapsed if step > start else None,
@@ -187,5 +232,7 @@ def load_generator(bundle: dict, device: torch.device):
     from diffusers import UNet2DModel
 
     model = UNet2DModel.from_config(bundle["unet_config"])
+    if bundle.get("cond_dim"):
+        _install_projection(model, bundle["cond_dim"])
     model.load_state_dict(bundle["state_dict"])
     return model.to(device).eval()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pandas as pd
 from .atomic import atomic_output
 from .assembly import assemble_alpha, assemble_test, gather, read_manifest, write_manifest
 from .config import config_hash
-from .imageset import SOURCES, SPLITS, ImageSet, read_header, read_imageset, write_imageset
+from .imageset import SOURCES, SPLITS, ImageSet, ImageSetWriter, read_header, read_imageset, write_imageset
 from .metrics import aggregate, ci_method, run_metrics, write_json
 from .seeds import derive_seed
 
@@ -90,16 +89,14 @@ def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, 
                      threads: int | None = None, progress: bool = True) -> ImageSet:
     import torch
 
-    from . import diffusion, synthesis
+    from . import synthesis
     from .runtime import resolve_device, resolve_precision, seed_everything
 
     seed_everything(seed, threads)
     device = resolve_device(device_name)
     precision = resolve_precision(cfg["precision"], device)
-    real = read_imageset(real_path)
+    real = read_imageset(real_path, images=False)
     bundle = torch.load(model_path, map_location="cpu", weights_only=False)
-    model = diffusion.load_generator(bundle, device)
-    sampler = synthesis.make_sampler(cfg["sampler"], bundle["scheduler_config"], cfg["clip_sample"])
 
     labels, seeds, split = [], [], []
     for pool, key in (("train", "train_per_class"), ("test", "test_per_class")):
@@ -111,28 +108,53 @@ def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, 
     labels, seeds, split = map(np.concatenate, (labels, seeds, split))
     if set(seeds[split == SPLITS["train"]]) & set(seeds[split == SPLITS["test"]]):
         raise RuntimeError("synthetic train and test pools share a seed; report this as a bug")
-    log.info("sampling %d images with %s-%d on %s (%s)", len(labels), cfg["sampler"], cfg["sampling_steps"],
-             device, precision)
-    # Finished batches survive a kill; the folder is keyed by everything that shapes the images.
-    parts = Path(out_path + ".parts") / config_hash({"generator": bundle["hash"], "seed": seed, **cfg,
-                                                     "precision": precision, "n": len(labels)})
-    images = synthesis.sample_images(model, sampler, labels, seeds, tuple(bundle["image_shape"]),
-                                     len(real.class_names), cfg["sampling_steps"], cfg["guidance_scale"],
-                                     cfg["batch_size"], device, precision, progress=progress, parts_dir=parts)
-    bad = synthesis.degenerate_mask(images, cfg["saturated_fraction"], cfg["blank_std"])
-    log.info("degenerate samples (saturated or blank): %d of %d (%.1f %%)", bad.sum(), len(bad), 100 * bad.mean())
-    if bad.mean() > cfg["max_degenerate_fraction"]:
-        raise SynthesisQualityError(
-            f"{bad.mean():.1%} of samples are degenerate (saturated or blank), above "
-            f"synthesis.max_degenerate_fraction={cfg['max_degenerate_fraction']}; train longer "
-            f"(diffusion.steps), or use the default sampler ddpm with clip_sample: true")
-    synthetic = ImageSet(images=images, label=labels.astype(np.int64), source=np.full(len(labels), SOURCES["synthetic"]),
-                         split=split, dataset=real.dataset, class_names=real.class_names, seed=seeds,
-                         provenance={"generator": str(model_path), "generator_hash": bundle["hash"],
-                                     "synthesis": cfg, "degenerate_fraction": float(bad.mean())})
-    write_imageset(out_path, synthetic)
-    shutil.rmtree(parts.parent)
+    synthetic = ImageSet(images=None, label=labels.astype(np.int64), source=np.full(len(labels), SOURCES["synthetic"]),
+                         split=split, dataset=real.dataset, class_names=real.class_names, seed=seeds)
+    _sample_to_imageset(out_path, synthetic, labels, bundle, model_path, cfg, seed, device, precision, progress)
     return synthetic
+
+
+def _sample_to_imageset(out_path: str, synthetic: ImageSet, conditions: np.ndarray, bundle: dict, model_path: str,
+                        cfg: dict, seed: int, device, precision: str, progress: bool) -> None:
+    """Sample one image per row of ``synthetic`` (its ``seed`` column) into ``out_path``.
+
+    Batches are streamed into the image set as they finish; a killed job resumes at the first
+    missing row. The resume key holds everything that shapes the images.
+    """
+    from . import diffusion, synthesis
+
+    model = diffusion.load_generator(bundle, device)
+    sampler = synthesis.make_sampler(cfg["sampler"], bundle["scheduler_config"], cfg["clip_sample"])
+    channels, h, w = bundle["image_shape"]
+    key = config_hash({"generator": bundle["hash"], "seed": seed, **cfg, "precision": precision,
+                       "seeds": config_hash({"s": synthetic.seed.tolist()})})
+    writer = ImageSetWriter(out_path, len(synthetic), (h, w) if channels == 1 else (channels, h, w), key)
+    if writer.done:
+        log.info("resuming: %d of %d images were sampled before", writer.done, len(synthetic))
+    log.info("sampling %d images with %s-%d on %s (%s)", len(synthetic) - writer.done, cfg["sampler"],
+             cfg["sampling_steps"], device, precision)
+    try:
+        for batch in synthesis.iter_samples(model, sampler, conditions, synthetic.seed, tuple(bundle["image_shape"]),
+                                            bundle["num_classes"], cfg["sampling_steps"], cfg["guidance_scale"],
+                                            cfg["batch_size"], device, precision, start=writer.done,
+                                            progress=progress):
+            writer.append(batch)
+        images = writer.file["images"]
+        bad = np.concatenate([synthesis.degenerate_mask(images[i : i + 4096], cfg["saturated_fraction"],
+                                                        cfg["blank_std"]) for i in range(0, len(images), 4096)]
+                             or [np.zeros(0, bool)])
+        log.info("degenerate samples (saturated or blank): %d of %d (%.1f %%)", bad.sum(), len(bad),
+                 100 * bad.mean() if len(bad) else 0.0)
+        if len(bad) and bad.mean() > cfg["max_degenerate_fraction"]:
+            raise SynthesisQualityError(
+                f"{bad.mean():.1%} of samples are degenerate (saturated or blank), above "
+                f"synthesis.max_degenerate_fraction={cfg['max_degenerate_fraction']}; train longer "
+                f"(diffusion.steps), or use the default sampler ddpm with clip_sample: true")
+        synthetic.provenance |= {"generator": str(model_path), "generator_hash": bundle["hash"], "synthesis": cfg,
+                                 "degenerate_fraction": float(bad.mean()) if len(bad) else 0.0}
+        writer.finish(synthetic)
+    finally:
+        writer.close()
 
 
 def assemble(real_path: str, synthetic_path: str, out_path: str, alpha: float | None, per_class: int | None,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_output
-from .diffusion import crop_to
+from .diffusion import condition_tensor, crop_to, drop_conditions
 from .runtime import autocast, tensor_to_images
 from .seeds import derive_seed
 
@@ -43,45 +42,42 @@ def sample_seeds(base_seed: int, pool: str, label: int, n: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def sample_images(
+def iter_samples(
     model,
     scheduler,
-    labels: np.ndarray,
+    conditions: np.ndarray,
     seeds: np.ndarray,
     image_shape: tuple[int, int, int],
-    num_classes: int,
+    num_classes: int | None,
     steps: int,
     guidance_scale: float,
     batch_size: int,
     device: torch.device,
     precision: str,
+    start: int = 0,
     progress: bool = True,
-    parts_dir: Path | None = None,
-) -> np.ndarray:
-    """Generate one image per (label, seed) as uint8 (N,H,W) or (N,C,H,W).
+) -> Iterator[np.ndarray]:
+    """Yield uint8 batches (B,H,W) or (B,C,H,W), one image per (condition, seed), from row ``start`` on.
 
+    ``conditions`` are class indices (N,) or condition vectors (N, K) (``num_classes`` None).
     ``guidance_scale`` 1 is plain conditional sampling; above 1, classifier-free guidance mixes in
-    the null-class prediction (index ``num_classes``). With ``parts_dir`` every finished batch is
-    kept there, and a rerun after a kill loads those batches instead of sampling them again.
+    the null-condition prediction. Because every image has its own seed, a job resumed at ``start``
+    produces exactly the images an uninterrupted one would have.
     """
     channels, h, w = image_shape
     size = model.config.sample_size
-    out = []
-    bar = tqdm(total=len(labels), desc="sampling", disable=not progress, mininterval=10)
-    for start in range(0, len(labels), batch_size):
-        part = None if parts_dir is None else Path(parts_dir) / f"batch_{start:09d}.npy"
-        if part is not None and part.is_file():
-            out.append(np.load(part))
-            bar.update(len(out[-1]))
-            continue
-        y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long, device=device)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[start : start + batch_size]]
+    cond_all = condition_tensor(conditions)
+    bar = tqdm(total=len(seeds), initial=start, desc="sampling", disable=not progress, mininterval=10)
+    for first in range(start, len(seeds), batch_size):
+        y = cond_all[first : first + batch_size].to(device)
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[first : first + batch_size]]
         x = torch.stack([torch.randn((channels, size, size), generator=g) for g in gens]).to(device)
         scheduler.set_timesteps(steps)
         for t in scheduler.timesteps:
             x_in, y_in = x, y
             if guidance_scale != 1.0:
-                x_in, y_in = torch.cat([x, x]), torch.cat([y, torch.full_like(y, num_classes)])
+                x_in = torch.cat([x, x])
+                y_in = torch.cat([y, drop_conditions(y, torch.ones(len(y), dtype=torch.bool), num_classes)])
             with autocast(device, precision):
                 eps = model(x_in, t, class_labels=y_in).sample.float()
             if guidance_scale != 1.0:
@@ -89,13 +85,15 @@ def sample_images(
                 eps = uncond + guidance_scale * (cond - uncond)
             # A list of generators gives each image its own noise in stochastic samplers.
             x = scheduler.step(eps, t, x, generator=gens).prev_sample
-        out.append(tensor_to_images(crop_to(x, h, w)))
-        if part is not None:
-            with atomic_output(part) as tmp:
-                np.save(tmp, out[-1])
         bar.update(len(y))
+        yield tensor_to_images(crop_to(x, h, w))
     bar.close()
-    return np.concatenate(out) if out else np.zeros((0, *image_shape[1:]), np.uint8)
+
+
+def sample_images(*args, **kwargs) -> np.ndarray:
+    """All of ``iter_samples`` as one array (previews, tests, benchmarks)."""
+    batches = list(iter_samples(*args, **kwargs))
+    return np.concatenate(batches) if batches else np.zeros((0, *args[4][1:]), np.uint8)
 
 
 def degenerate_mask(images: np.ndarray, saturated_fraction: float, blank_std: float) -> np.ndarray:
