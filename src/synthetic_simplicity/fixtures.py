@@ -1,10 +1,13 @@
-"""Tiny, format-true CAMUS trees for tests and demos: the 2023 NIfTI and 2019 MetaImage releases.
+"""Tiny, format-true dataset trees for tests and demos: CAMUS (2023 NIfTI and 2019 MetaImage releases),
+CheXpert (v1.0 and v1.0-small) and MIMIC-CXR-JPG 2.0.0.
 
     python -m synthetic_simplicity.fixtures {nifti,mhd} DIR [--patients 50]
+    python -m synthetic_simplicity.fixtures chexpert DIR [--patients 50]
+    python -m synthetic_simplicity.fixtures mimic DIR [--subjects 50]
 
-writes a fake CAMUS tree that the pipeline reads like the real one (`camus.data.root: DIR`).
+writes a fake tree that the pipeline reads like the real one (`camus.data.root: DIR`, a CXR site's root).
 
-Every image is first drawn upright (H, W) and then stored the way the real release stores it:
+CAMUS: every image is first drawn upright (H, W) and then stored the way the real release stores it:
 NIfTI arrays as (W, H) / (W, H, F) (the upright image transposed, i.e. x fastest on disk), MetaImage raw
 buffers as the upright (F, H, W) C-order bytes with ``DimSize = W H F``. Patient i has its own size, fan
 brightness and frame count; 2CH is a narrow fan, 4CH a wide one; a 255 block marks the top-left corner.
@@ -15,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 QUALITIES = ("Good", "Medium", "Poor")
 VIEWS = ("2CH", "4CH")
@@ -172,16 +176,166 @@ def write_mhd_tree(root, n_patients: int, with_sequence: bool = False, training_
     return root
 
 
+# ---------------------------------------------------------------- chest X-rays (CheXpert, MIMIC-CXR-JPG)
+
+CHEXPERT_COLUMNS = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Enlarged Cardiomediastinum",
+                    "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia",
+                    "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]
+MIMIC_LABELS = sorted(CHEXPERT_COLUMNS[5:])  # mimic-cxr-2.0.0-chexpert.csv lists them alphabetically
+# Cycled per patient so every RACES category, an ethnicity suffix and the unknowns all occur in a few patients.
+CHEXPERT_PRIMARY_RACES = ("White", "Black or African American", "White, non-Hispanic", "Asian", "Other",
+                          "Native Hawaiian or Other Pacific Islander", "Black, non-Hispanic", "Asian, non-Hispanic",
+                          "American Indian or Alaska Native", "Unknown", "White, Hispanic", "Patient Refused")
+MIMIC_RACES = ("WHITE", "BLACK/AFRICAN AMERICAN", "ASIAN - CHINESE", "WHITE - OTHER EUROPEAN", "HISPANIC OR LATINO",
+               "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER", "AMERICAN INDIAN/ALASKA NATIVE", "UNKNOWN")
+MIMIC_IV_HOSP = "hosp"  # write_mimic_tree puts patients.csv.gz and admissions.csv.gz in root/hosp/
+
+
+def cxr_labels(rng: np.random.Generator) -> dict[str, float]:
+    """One study's findings in CheXpert's value convention: 1.0 (35 %), 0.0 (25 %), -1.0 (10 %), blank (30 %),
+    so each label is positive in ~40 % of the images a classifier trains on."""
+    values = rng.choice([1.0, 0.0, -1.0, np.nan], size=len(MIMIC_LABELS), p=[0.35, 0.25, 0.1, 0.3])
+    return dict(zip(MIMIC_LABELS, values.tolist()))
+
+
+def render_cxr(labels: dict[str, float], w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    """Upright uint8 (h, w) film stand-in whose pixels carry every finding, so a tiny classifier beats chance:
+    noise, a central disc whose radius grows with Cardiomegaly, a bright bottom band for Pleural Effusion and
+    a bright square per other finding on a 2x6 grid at the top; an uncertain (-1) finding is drawn at half
+    strength. Positions are fractions of the size, so the signal survives any resize."""
+    yy, xx = (np.mgrid[0:h, 0:w] + 0.5) / np.array([h, w], float)[:, None, None]
+    strength = {f: 1.0 if v == 1 else 0.5 if v == -1 else 0.0 for f, v in labels.items()}
+    img = 40 + 20 * rng.standard_normal((h, w))
+    img[np.hypot((xx - 0.5) * w / h, yy - 0.62) < 0.12 + 0.1 * strength["Cardiomegaly"]] += 80
+    img[yy > 0.86] += 120 * strength["Pleural Effusion"]
+    others = [f for f in MIMIC_LABELS if f not in ("Cardiomegaly", "Pleural Effusion")]
+    for k, name in enumerate(others):
+        cy, cx = 0.1 + 0.17 * (k // 6), (k % 6 + 0.5) / 6
+        img[(np.abs(yy - cy) < 0.06) & (np.abs(xx - cx) < 0.06)] += 150 * strength[name]
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _save_cxr(path: Path, labels: dict[str, float], rng: np.random.Generator) -> tuple[int, int]:
+    """A tiny non-square JPEG (40-48 wide, 32-40 high) of ``labels``; returns (rows, columns)."""
+    from PIL import Image
+
+    w, h = 40 + int(rng.integers(0, 9)), 32 + int(rng.integers(0, 9))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(render_cxr(labels, w, h, rng)).save(path, quality=95)
+    return h, w
+
+
+def write_chexpert_tree(root, n_patients: int, small: bool = True, seed: int = 0, demographics: bool = True) -> Path:
+    """``root/CheXpert-v1.0[-small]/{train,valid}.csv`` + ``{train,valid}/patientNNNNN/studyK/viewM_*.jpg`` and
+    ``root/CHEXPERT DEMO.csv``; returns root (the folder holding the release, as the real download unpacks).
+
+    The last max(1, n // 10) patients are in valid/ with 0/1 labels only (radiologist consensus, no
+    uncertainty); every third study also has a lateral view sharing the study's labels; patients 17, 34, ...
+    have Sex "Unknown" in the label files (their GENDER in the demographics table is known).
+    """
+    root = Path(root)
+    release = "CheXpert-v1.0-small" if small else "CheXpert-v1.0"
+    rng = np.random.default_rng(seed)
+    n_valid = max(1, n_patients // 10)
+    rows = {"train": [], "valid": []}
+    demo = []
+    for i in range(1, n_patients + 1):
+        split = "valid" if i > n_patients - n_valid else "train"
+        pid, sex, age0 = f"patient{i:05d}", ("Female", "Male")[int(rng.integers(0, 2))], 18 + int(rng.integers(0, 70))
+        demo.append({"PATIENT": pid, "GENDER": sex, "AGE_AT_CXR": age0,
+                     "PRIMARY_RACE": CHEXPERT_PRIMARY_RACES[(i - 1) % len(CHEXPERT_PRIMARY_RACES)],
+                     "ETHNICITY": ("Non-Hispanic/Non-Latino", "Hispanic/Latino", "Unknown")[i % 3]})
+        for k in range(1, 1 + (1 if split == "valid" else 1 + i % 3)):
+            labels = cxr_labels(rng)
+            if split == "valid":
+                labels = {f: float(v == 1) for f, v in labels.items()}
+            views = [("view1_frontal", "Frontal", ("AP", "PA")[(i + k) % 2])]
+            if (i + k) % 3 == 0:
+                views.append(("view2_lateral", "Lateral", ""))
+            for view, fl, appa in views:
+                rel = f"{split}/{pid}/study{k}/{view}.jpg"
+                _save_cxr(root / release / rel, labels, rng)
+                rows[split].append({"Path": f"{release}/{rel}", "Sex": "Unknown" if i % 17 == 0 else sex,
+                                    "Age": age0 + k - 1, "Frontal/Lateral": fl, "AP/PA": appa, **labels})
+    for split, table in rows.items():
+        pd.DataFrame(table, columns=CHEXPERT_COLUMNS).to_csv(root / release / f"{split}.csv", index=False)
+    if demographics:
+        pd.DataFrame(demo).to_csv(root / "CHEXPERT DEMO.csv", index=False)
+    return root
+
+
+def write_mimic_tree(root, n_subjects: int, seed: int = 0) -> Path:
+    """The MIMIC-CXR-JPG 2.0.0 layout in root: ``mimic-cxr-2.0.0-{metadata,chexpert,split}.csv.gz`` and
+    ``files/pXX/pNNNNNNNN/sNNNNNNNN/<dicom_id>.jpg``, plus MIMIC-IV ``hosp/patients.csv.gz`` and
+    ``hosp/admissions.csv.gz`` (a subset of the real columns); returns root.
+
+    Subject i: official split test when i % 10 in (8, 9), validate when 7, else train; 1-3 studies, each
+    with a PA or AP image, every third study also a LATERAL one; study k is taken k - 1 years after
+    anchor_year (so its age is anchor_age + k - 1); subject i has 1 + i % 3 admissions, the first with
+    MIMIC_RACES[(i - 1) % 8] and the others UNKNOWN, except every 11th subject, who has none.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    meta, labels_rows, split_rows, patients, admissions = [], [], [], [], []
+    for i in range(1, n_subjects + 1):
+        sid = 10_000_000 + (i * 7_654_321) % 9_000_000  # 8 digits starting with 1, spread over p10..p18
+        anchor_year = 2150 + i % 40
+        split = {7: "validate", 8: "test", 9: "test"}.get(i % 10, "train")
+        patients.append({"subject_id": sid, "gender": "FM"[int(rng.integers(0, 2))],
+                         "anchor_age": 21 + int(rng.integers(0, 68)), "anchor_year": anchor_year,
+                         "anchor_year_group": "2014 - 2016", "dod": ""})
+        if i % 11:
+            race = MIMIC_RACES[(i - 1) % len(MIMIC_RACES)]
+            for a, r in enumerate([race, "UNKNOWN", "UNKNOWN"][:1 + i % 3]):
+                admissions.append({"subject_id": sid, "hadm_id": 20_000_000 + 10 * i + a,
+                                   "admittime": f"{anchor_year + a}-03-0{a + 1} 10:00:00",
+                                   "admission_type": "EW EMER.", "insurance": "Other", "race": r})
+        for k in range(1, 2 + i % 3):
+            study = 50_000_000 + 1000 * i + k
+            study_labels = cxr_labels(rng)
+            labels_rows.append({"subject_id": sid, "study_id": study, **study_labels})
+            frontal = ("PA", "AP")[(i + k) % 2]
+            for view in [frontal] + (["LATERAL"] if (i + k) % 3 == 0 else []):
+                dicom = "-".join(f"{int(rng.integers(0, 16**8)):08x}" for _ in range(5))
+                rows, cols = _save_cxr(root / "files" / f"p{str(sid)[:2]}" / f"p{sid}" / f"s{study}" / f"{dicom}.jpg",
+                                       study_labels, rng)
+                procedure = "CHEST (PA AND LAT)" if frontal == "PA" else "CHEST (PORTABLE AP)"
+                meta.append({"dicom_id": dicom, "subject_id": sid, "study_id": study,
+                             "PerformedProcedureStepDescription": procedure, "ViewPosition": view,
+                             "Rows": rows, "Columns": cols, "StudyDate": (anchor_year + k - 1) * 10000 + 506,
+                             "StudyTime": 213014.531, "ProcedureCodeSequence_CodeMeaning": procedure,
+                             "ViewCodeSequence_CodeMeaning": {"PA": "postero-anterior", "AP": "antero-posterior",
+                                                              "LATERAL": "lateral"}[view],
+                             "PatientOrientationCodeSequence_CodeMeaning": "Erect"})
+                split_rows.append({"dicom_id": dicom, "study_id": study, "subject_id": sid, "split": split})
+    root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(meta).to_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
+    pd.DataFrame(labels_rows, columns=["subject_id", "study_id", *MIMIC_LABELS]).to_csv(
+        root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)
+    pd.DataFrame(split_rows).to_csv(root / "mimic-cxr-2.0.0-split.csv.gz", index=False)
+    (root / MIMIC_IV_HOSP).mkdir(exist_ok=True)
+    pd.DataFrame(patients).to_csv(root / MIMIC_IV_HOSP / "patients.csv.gz", index=False)
+    pd.DataFrame(admissions, columns=["subject_id", "hadm_id", "admittime", "admission_type", "insurance",
+                                      "race"]).to_csv(root / MIMIC_IV_HOSP / "admissions.csv.gz", index=False)
+    return root
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    p = argparse.ArgumentParser(description="Write a fake, format-true CAMUS tree.")
-    p.add_argument("layout", choices=["nifti", "mhd"])
+    p = argparse.ArgumentParser(description="Write a fake, format-true CAMUS, CheXpert or MIMIC-CXR-JPG tree.")
+    p.add_argument("layout", choices=["nifti", "mhd", "chexpert", "mimic"])
     p.add_argument("root", type=Path)
-    p.add_argument("--patients", type=int, default=50)
+    p.add_argument("--patients", type=int, default=50, help="CAMUS and CheXpert")
+    p.add_argument("--subjects", type=int, default=50, help="MIMIC-CXR-JPG")
     args = p.parse_args(argv)
-    writer = write_nifti_tree if args.layout == "nifti" else write_mhd_tree
-    print(writer(args.root, args.patients))
+    if args.layout == "chexpert":
+        print(write_chexpert_tree(args.root, args.patients))
+    elif args.layout == "mimic":
+        print(write_mimic_tree(args.root, args.subjects))
+    else:
+        writer = write_nifti_tree if args.layout == "nifti" else write_mhd_tree
+        print(writer(args.root, args.patients))
 
 
 if __name__ == "__main__":
