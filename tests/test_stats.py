@@ -1,0 +1,296 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from synthetic_simplicity.stats import (
+    COLUMNS, _boot_auroc, _draw_weights, _resamples, auroc, cluster_bootstrap, delong_test, label_targets,
+    per_label_auroc, run_auroc, supplementation_table,
+)
+
+
+def pairwise_auroc(y, s):
+    """Brute force: share of (positive, negative) pairs ranked right, ties half."""
+    pos, neg = s[y == 1], s[y == 0]
+    diff = pos[:, None] - neg[None, :]
+    return ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
+
+
+def slow_delong(y, a, b):
+    """DeLong et al. (1988) as written: V10/V01 from the kernel psi over all pairs, then S10/m + S01/n."""
+    comps = []
+    for s in (a, b):
+        x, z = s[y == 1], s[y == 0]
+        psi = (x[:, None] > z[None, :]) + 0.5 * (x[:, None] == z[None, :])
+        comps.append((psi.mean(axis=1), psi.mean(axis=0)))
+    m, n = (y == 1).sum(), (y == 0).sum()
+    s10 = np.cov(comps[0][0], comps[1][0])
+    s01 = np.cov(comps[0][1], comps[1][1])
+    cov = s10 / m + s01 / n
+    aucs = [c[0].mean() for c in comps]
+    z = (aucs[0] - aucs[1]) / math.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    return aucs[0], aucs[1], 2 * norm.sf(abs(z))
+
+
+def test_auroc_matches_pairwise_count_with_ties():
+    rng = np.random.default_rng(0)
+    for n, prevalence in [(2, 0.5), (7, 0.3), (50, 0.5), (400, 0.1), (401, 0.9)]:
+        y = (rng.random(n) < prevalence).astype(float)
+        y[:2] = [0, 1]  # both classes present
+        s = np.round(rng.random(n) + 0.3 * y, 1)  # coarse scores: many ties, also across classes
+        assert auroc(y, s) == pytest.approx(pairwise_auroc(y, s), abs=1e-12)
+
+
+def test_auroc_known_examples():
+    assert auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    assert auroc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
+    assert auroc(np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3])) == 1.0
+    assert auroc(np.array([1, 1, 0]), np.array([0.1, 0.2, 0.3])) == 0.0
+    assert auroc(np.array([0, 1, 1]), np.array([0.4, 0.4, 0.9])) == pytest.approx(0.75)
+    assert math.isnan(auroc(np.array([1, 1]), np.array([0.2, 0.3])))
+    assert math.isnan(auroc(np.array([0, 0]), np.array([0.2, 0.3])))
+    with pytest.raises(ValueError, match="0 and 1"):
+        auroc(np.array([0, -1]), np.array([0.2, 0.3]))
+    with pytest.raises(ValueError, match="NaN"):
+        auroc(np.array([0, 1]), np.array([0.2, np.nan]))
+
+
+def test_label_targets_drops_uncertain_and_counts_unmentioned_negative():
+    frame = pd.DataFrame({"subject": list("abcd"), "index": range(4),
+                          "y:A": [1.0, 0.0, -1.0, np.nan], "p:A": [0.9, 0.1, 0.5, 0.3],
+                          "y:B": [np.nan, np.nan, 1.0, -1.0], "p:B": [0.2, 0.3, 0.4, 0.5]})
+    y, p = label_targets(frame, ["A", "B"])
+    np.testing.assert_array_equal(y, [[1, 0], [0, 0], [np.nan, 1], [0, np.nan]])
+    np.testing.assert_array_equal(p, frame[["p:A", "p:B"]].to_numpy())
+    with pytest.raises(ValueError, match=r"\['y:C', 'p:C'\]"):
+        label_targets(frame, ["A", "C"])
+    with pytest.raises(ValueError, match=r"\[2.0\]"):
+        label_targets(frame.assign(**{"y:A": [2.0, 0, 1, 0]}), ["A"])
+
+
+def test_run_auroc_skips_dropped_rows_and_undefined_labels():
+    # The uncertain row would rank above the positive; counted as either class it would change A's AUROC.
+    frame = pd.DataFrame({"subject": list("abcde"), "index": range(5),
+                          "y:A": [1.0, 0.0, np.nan, -1.0, 0.0], "p:A": [0.8, 0.3, 0.1, 0.95, 0.6],
+                          "y:B": [0.0, np.nan, -1.0, 0.0, 0.0], "p:B": [0.1, 0.2, 0.3, 0.4, 0.5]})
+    m = run_auroc(frame, ["A", "B"])
+    assert m["auroc:A"] == 1.0
+    assert m["count_pos:A"] == 1 and m["count_neg:A"] == 3
+    assert m["auroc:B"] is None and m["count_pos:B"] == 0 and m["count_neg:B"] == 4
+    assert m["auroc_macro"] == 1.0  # B has no AUROC and is left out, not counted as 0 or 0.5
+    json.dumps(m, allow_nan=False)
+    y, p = label_targets(frame, ["A", "B"])
+    np.testing.assert_array_equal(per_label_auroc(y, p), [1.0, np.nan])
+
+
+def test_delong_detects_a_better_scorer():
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.3).astype(float)
+    good = y + rng.normal(0, 0.7, 2000)
+    weak = y + rng.normal(0, 2.0, 2000)
+    auc_g, auc_w, p = delong_test(y, good, weak)
+    assert auc_g == pytest.approx(auroc(y, good)) and auc_w == pytest.approx(auroc(y, weak))
+    assert auc_g > auc_w and p < 1e-6
+
+
+def test_delong_same_scorer_noisy_copies_not_significant_and_calibrated():
+    rng = np.random.default_rng(2)
+    y = (rng.random(2000) < 0.3).astype(float)
+    base = y + rng.normal(0, 1.0, 2000)
+    a, b = base + rng.normal(0, 0.3, 2000), base + rng.normal(0, 0.3, 2000)
+    _, _, p = delong_test(y, a, b)
+    assert p > 0.2
+    # Under the null, p is uniform: about 5% of repeats fall below 0.05.
+    ps = []
+    for _ in range(300):
+        yy = (rng.random(300) < 0.4).astype(float)
+        bb = yy + rng.normal(0, 1.0, 300)
+        ps.append(delong_test(yy, bb + rng.normal(0, 0.5, 300), bb + rng.normal(0, 0.5, 300))[2])
+    assert 0.01 <= np.mean(np.array(ps) < 0.05) <= 0.10
+
+
+def test_delong_symmetric_and_matches_direct_formula():
+    rng = np.random.default_rng(3)
+    y = (rng.random(60) < 0.4).astype(float)
+    a = np.round(y + rng.normal(0, 1, 60), 1)  # ties within and across classes
+    b = np.round(0.5 * y + rng.normal(0, 1, 60), 1)
+    auc_a, auc_b, p = delong_test(y, a, b)
+    auc_b2, auc_a2, p2 = delong_test(y, b, a)
+    assert (auc_a, auc_b, p) == pytest.approx((auc_a2, auc_b2, p2), abs=1e-12)
+    assert (auc_a, auc_b, p) == pytest.approx(slow_delong(y, a, b), abs=1e-12)
+    assert 0 < p < 1
+
+
+def test_delong_degenerate_cases():
+    y = np.array([0, 0, 1, 1, 0, 1], dtype=float)
+    s = np.array([0.1, 0.5, 0.4, 0.9, 0.3, 0.2])
+    assert delong_test(y, s, s)[2] == 1.0  # identical scorers: zero variance, equal AUROCs
+    perfect, flat = np.array([0, 0, 1, 1, 0, 1.0]), np.full(6, 0.5)
+    assert delong_test(y, perfect, flat) == (1.0, 0.5, 0.0)
+    assert math.isnan(delong_test(np.array([0, 0, 1.0]), s[:3], s[:3][::-1])[2])  # one positive
+    assert all(math.isnan(v) for v in delong_test(np.zeros(3), s[:3], s[:3]))
+
+
+def test_cluster_bootstrap_keeps_whole_patients_and_is_deterministic():
+    subject = np.array(["p3", "p1", "p3", "p2", "p1", "p3", "p4"])
+    rows_of = {s: set(np.flatnonzero(subject == s)) for s in set(subject)}
+    boots = cluster_bootstrap(subject, 50, seed=7)
+    assert len(boots) == 50
+    for idx in boots:
+        drawn = pd.Series(subject[idx]).value_counts()
+        # Each subject appears (its row count) x (times drawn); 4 draws of 4 subjects per resample.
+        times = {s: c // len(rows_of[s]) for s, c in drawn.items()}
+        assert all(c % len(rows_of[s]) == 0 for s, c in drawn.items())
+        assert sum(times.values()) == 4
+        for s, t in times.items():
+            assert sorted(i for i in idx if subject[i] == s) == sorted(list(rows_of[s]) * t)
+    again = cluster_bootstrap(subject, 50, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(boots, again))
+    other = cluster_bootstrap(subject, 50, seed=8)
+    assert not all(np.array_equal(a, b) for a, b in zip(boots, other))
+
+
+def test_fast_bootstrap_auroc_equals_auroc_of_each_resample():
+    rng = np.random.default_rng(4)
+    n = 300
+    subject = rng.integers(0, 90, n).astype(str)
+    boots = cluster_bootstrap(subject, 40, seed=5)
+    codes, n_subjects, draws = _resamples(subject, 40, seed=5)
+    weights = _draw_weights(codes, n_subjects, draws, 40)
+    for prevalence in (0.02, 0.3, 0.5, 0.8, 0.97):
+        y = (rng.random(n) < prevalence).astype(float)
+        s = np.round(rng.random(n) + 0.3 * y, 1)  # many ties
+        slow = np.array([auroc(y[i], s[i]) for i in boots])
+        np.testing.assert_allclose(_boot_auroc(y, s, codes, weights), slow, rtol=0, atol=1e-12)
+
+
+LABELS = ["A", "B", "C", "Empty"]
+
+
+def make_frame(rng, n_subjects, y, noise):
+    """Two images per patient; p = sigmoid(signal + noise); label 'Empty' is never mentioned."""
+    subject = np.repeat([f"s{i:04d}" for i in range(n_subjects)], 2)
+    f = {"subject": subject, "index": np.arange(len(subject))}
+    for j, name in enumerate(LABELS):
+        f[f"y:{name}"] = y[:, j]
+        signal = np.nan_to_num(y[:, j], nan=0.0).clip(0)
+        f[f"p:{name}"] = 1 / (1 + np.exp(-(2 * signal + rng.normal(0, noise, len(subject)))))
+    return pd.DataFrame(f)
+
+
+@pytest.fixture(scope="module")
+def table_inputs():
+    rng = np.random.default_rng(6)
+    n = 2 * 500
+    y = (rng.random((n, len(LABELS))) < [0.3, 0.2, 0.5, 0]).astype(float)
+    y[rng.random((n, len(LABELS))) < 0.08] = -1.0
+    y[rng.random((n, len(LABELS))) < 0.2] = np.nan
+    y[:, 3] = np.nan
+    runs = []
+    for seed in (0, 1):
+        for arch, protocol, k, noise in [("a", "real+synthetic", 0, 2.5), ("a", "real+synthetic", 5, 1.0),
+                                         ("c", "synthetic only", 5, 1.0)]:
+            runs.append({"arch": arch, "protocol": protocol, "k": k, "seed": seed, "test_set": "t",
+                         "frame": make_frame(rng, n // 2, y, noise)})
+        same = make_frame(rng, n // 2, y, 2.0)
+        for k in (0, 1):  # arch b: k=1 is an exact copy of the reference
+            runs.append({"arch": "b", "protocol": "real+synthetic", "k": k, "seed": seed, "test_set": "t",
+                         "frame": same})
+    return runs, y
+
+
+@pytest.fixture(scope="module")
+def table(table_inputs):
+    return supplementation_table(table_inputs[0], LABELS, n_boot=200, ci=0.95, seed=11)
+
+
+def cell(table, arch, k, metric, protocol="real+synthetic"):
+    row = table[(table.arch == arch) & (table.k == k) & (table.metric == metric) & (table.protocol == protocol)]
+    assert len(row) == 1
+    return row.iloc[0]
+
+
+def test_table_layout(table, table_inputs):
+    assert list(table.columns) == list(COLUMNS) == [
+        "arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high", "p_value",
+        "n_seeds", "n_images", "n_subjects", "ci_method", "p_method"]
+    groups = [("a", "real+synthetic", 0), ("a", "real+synthetic", 5), ("b", "real+synthetic", 0),
+              ("b", "real+synthetic", 1), ("c", "synthetic only", 5)]
+    metrics = ["auroc_macro"] + [f"auroc:{name}" for name in LABELS]
+    assert list(zip(table.arch, table.protocol, table.k, table.metric)) == [
+        (*g, m) for g in groups for m in metrics]
+    assert (table.test_set == "t").all() and (table.n_seeds == 2).all()
+    y = table_inputs[1]
+    macro = table[table.metric == "auroc_macro"]
+    assert (macro.n_images == len(y)).all() and (macro.n_subjects == len(y) // 2).all()
+    a_label = cell(table, "a", 0, "auroc:A")
+    assert a_label.n_images == (y[:, 0] != -1).sum()  # uncertain rows dropped, NaN kept as negative
+    assert macro.ci_method.iloc[0] == (
+        "95% CI: patient-level bootstrap (200 resamples) of macro AUROC on seed-mean probabilities")
+    assert a_label.ci_method == "95% CI: patient-level bootstrap (200 resamples) of AUROC on seed-mean probabilities"
+    assert macro.p_method.iloc[0] == (
+        "vs real only (k=0): paired patient-level bootstrap of macro AUROC (200 resamples)")
+    assert a_label.p_method == "vs real only (k=0): DeLong test on seed-mean probabilities"
+
+
+def test_table_point_estimate_on_seed_mean_probabilities(table, table_inputs):
+    runs, _ = table_inputs
+    frames = [r["frame"] for r in runs if (r["arch"], r["k"]) == ("a", 5)]
+    y, _ = label_targets(frames[0], LABELS)
+    mean_p = np.mean([label_targets(f, LABELS)[1] for f in frames], axis=0)
+    aucs = per_label_auroc(y, mean_p)
+    for j, name in enumerate(LABELS[:3]):
+        assert cell(table, "a", 5, f"auroc:{name}").value == pytest.approx(aucs[j])
+    assert cell(table, "a", 5, "auroc_macro").value == pytest.approx(np.mean(aucs[:3]))
+    empty = cell(table, "a", 5, "auroc:Empty")  # no positives: undefined, left out of the macro
+    assert math.isnan(empty.value) and math.isnan(empty.ci_low) and math.isnan(empty.p_value)
+
+
+def test_table_better_group_is_significant(table):
+    ref, better = cell(table, "a", 0, "auroc_macro"), cell(table, "a", 5, "auroc_macro")
+    assert better.value > ref.value
+    assert better.p_value < 0.05
+    assert better.ci_low > ref.value or better.ci_high < ref.value  # CI excludes the reference
+    assert better.ci_low > ref.ci_high
+    for name in LABELS[:3]:
+        assert cell(table, "a", 5, f"auroc:{name}").p_value < 0.05
+
+
+def test_table_identical_groups(table):
+    for metric in ["auroc_macro"] + [f"auroc:{name}" for name in LABELS[:3]]:
+        ref, copy = cell(table, "b", 0, metric), cell(table, "b", 1, metric)
+        assert (copy.value, copy.ci_low, copy.ci_high) == (ref.value, ref.ci_low, ref.ci_high)
+        assert copy.p_value == pytest.approx(1.0)
+
+
+def test_table_reference_and_unreferenced_groups_have_no_p(table):
+    assert table[(table.k == 0)].p_value.isna().all()
+    assert table[table.protocol == "synthetic only"].p_value.isna().all()  # arch c has no real-only run
+    assert not math.isnan(cell(table, "c", 5, "auroc_macro", "synthetic only").ci_low)
+
+
+def test_table_ci_contains_point_estimate(table):
+    defined = table[table.value.notna()]
+    assert len(defined) == 20
+    assert ((defined.ci_low <= defined.value) & (defined.value <= defined.ci_high)).all()
+
+
+def test_table_is_deterministic(table, table_inputs):
+    again = supplementation_table(table_inputs[0], LABELS, n_boot=200, ci=0.95, seed=11)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_table_rejects_bad_runs(table_inputs):
+    runs = table_inputs[0][:2]
+    shuffled = dict(runs[1], frame=runs[1]["frame"].iloc[::-1].reset_index(drop=True))
+    with pytest.raises(ValueError, match=r"run a/real\+synthetic/k=5/seed=0 on t scores other rows"):
+        supplementation_table([runs[0], shuffled], LABELS, n_boot=10, ci=0.95, seed=0)
+    with pytest.raises(ValueError, match="duplicate run"):
+        supplementation_table([runs[0], runs[0]], LABELS, n_boot=10, ci=0.95, seed=0)
+    with pytest.raises(ValueError, match="protocol"):
+        supplementation_table([dict(runs[0], protocol="real only")], LABELS, n_boot=10, ci=0.95, seed=0)
+    with pytest.raises(ValueError, match="ci"):
+        supplementation_table(runs, LABELS, n_boot=10, ci=95, seed=0)
