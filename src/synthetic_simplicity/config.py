@@ -20,12 +20,36 @@ class ConfigError(ValueError):
 
 def _fill_defaults(node: dict, schema: dict, root: dict) -> None:
     schema = _resolve(schema, root)
-    for key, sub in schema.get("properties", {}).items():
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
         sub = _resolve(sub, root)
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
         if isinstance(node.get(key), dict):
             _fill_defaults(node[key], sub, root)
+    # Named entries such as Study B's sites share one schema.
+    entry = schema.get("additionalProperties")
+    if isinstance(entry, dict):
+        for key, value in node.items():
+            if key not in properties and isinstance(value, dict):
+                _fill_defaults(value, entry, root)
+
+
+def _check_site_names(config: dict) -> None:
+    """Study B names sites in several keys; each must be one of the study's ``sites``."""
+    for study in ("chexpert", "mnist_demo"):
+        section = config.get(study, {})
+        for key in ("sites", "train_site"):
+            if key not in section and study in config.get("supplementation", []):
+                raise ConfigError(f"config key '{study}.{key}' is missing; config/config.yaml has an example")
+        sites = set(section.get("sites", {}))
+        named = [("train_site", section.get("train_site"))]
+        named += [(f"{key}[{i}]", name) for key in ("external_tests", "external_mixing")
+                  for i, name in enumerate(section.get(key, []))]
+        for key, name in named:
+            if name is not None and name not in sites:
+                raise ConfigError(f"config key '{study}.{key}': {name!r} is not one of {study}.sites "
+                                  f"{sorted(sites)}; see config/README.md")
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -67,6 +91,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
             msg = f"config key '{_key(e)}': {e.message}"
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(msg + more + "; see config/README.md")
+    _check_site_names(config)
     return config
 
 

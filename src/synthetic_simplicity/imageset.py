@@ -33,6 +33,9 @@ SOURCES = {"real": 0, "synthetic": 1}
 CHUNK_BYTES = 256 * 28 * 28
 MAX_CHUNK_IMAGES = 256
 GZIP_LEVEL = 4
+# Training reads random rows; below this size the whole image array is read once into memory,
+# above it rows are read on demand (a 200,000-image 256x256 set is 13 GB).
+IN_MEMORY_BYTES = 2 * 2**30
 # Per-row arrays besides ``images``, in the order they are written.
 ROW_ARRAYS = {"label": np.int64, "labels": np.float32, "source": np.uint8, "split": np.uint8,
               "subject": str, "key": str, "seed": np.int64, "cond": np.float32, "origin": np.int64,
@@ -247,3 +250,13 @@ class H5Images:
         # h5py reads increasing unique indices; read each needed row once, then restore the order.
         unique, inverse = np.unique(rows, return_inverse=True)
         return self._file["images"][unique][inverse]
+
+
+def open_images(path: str | os.PathLike, rows: np.ndarray | None = None):
+    """The images of ``rows`` for training or prediction: an array when the file's images fit in
+    ``IN_MEMORY_BYTES``, else an ``H5Images`` view that reads them on demand."""
+    stream = H5Images(path, rows)
+    if int(np.prod(stream.shape, dtype=np.int64)) > IN_MEMORY_BYTES:
+        return stream
+    with h5py.File(path, "r") as f:
+        return f["images"][()][stream.rows]

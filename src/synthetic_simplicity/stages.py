@@ -16,7 +16,16 @@ import pandas as pd
 from .atomic import atomic_output
 from .assembly import assemble_alpha, assemble_test, gather, read_manifest, write_manifest
 from .config import config_hash
-from .imageset import SOURCES, SPLITS, ImageSet, ImageSetWriter, read_header, read_imageset, write_imageset
+from .imageset import (
+    SOURCES,
+    SPLITS,
+    ImageSet,
+    ImageSetWriter,
+    open_images,
+    read_header,
+    read_imageset,
+    write_imageset,
+)
 from .metrics import aggregate, ci_method, run_metrics, write_json
 from .seeds import derive_seed
 
@@ -62,26 +71,35 @@ def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, 
     device = resolve_device(device_name)
     precision = resolve_precision(cfg["precision"], device)
     log.info("device %s, precision %s", device, precision)
-    real = read_imageset(real_path)
-    train = real.rows(real.split == SPLITS["train"])  # the generator never sees test images
-    bundle = diffusion.train_diffusion(train.images, train.label, len(real.class_names), cfg, seed, device,
+    real = read_imageset(real_path, images=False)
+    rows = np.flatnonzero(real.split == SPLITS["train"])  # the generator never sees test images
+    # Study A conditions on the class; Study B on each row's condition vector.
+    multilabel = real.labels is not None
+    conditions = real.cond[rows] if multilabel else real.label[rows]
+    num_classes = None if multilabel else len(real.class_names)
+    bundle = diffusion.train_diffusion(open_images(real_path, rows), conditions, num_classes, cfg, seed, device,
                                        precision, checkpoints, progress=progress)
     bundle["class_names"] = real.class_names
     bundle["precision"] = precision
     # Provenance that the generator saw training rows only (tests check it against the split).
-    bundle["trained_on"] = {"split": "train", "n_images": len(train),
-                            "subjects": None if train.subject is None else sorted(set(train.subject))}
+    bundle["trained_on"] = {"split": "train", "n_images": len(rows),
+                            "subjects": None if real.subject is None else sorted(set(real.subject[rows]))}
     log.info("training stats: %s", bundle["stats"])
     atomic_torch_save(bundle, model_path)
 
     # Preview with a fixed sampler (the default DDPM-50), so synthesis settings never retrain the model.
     model = diffusion.load_generator(bundle, device)
-    labels = np.repeat(np.arange(len(real.class_names)), cfg["grid_per_class"])
+    if multilabel:  # the conditions of the first training rows, one grid row
+        n = min(len(rows), 2 * cfg["grid_per_class"])
+        grid_conditions, labels, names = conditions[:n], np.zeros(n, int), ["conditions of training rows"]
+    else:
+        labels = np.repeat(np.arange(num_classes), cfg["grid_per_class"])
+        grid_conditions, names = labels, real.class_names
     seeds = np.array([derive_seed(seed, "grid", i) for i in range(len(labels))])
     sampler = synthesis.make_sampler("ddpm", bundle["scheduler_config"], clip_sample=True)
-    images = synthesis.sample_images(model, sampler, labels, seeds, tuple(bundle["image_shape"]),
-                                     len(real.class_names), 50, 1.0, 256, device, precision, progress=progress)
-    plot_grid(images, labels, real.class_names, grid_path)
+    images = synthesis.sample_images(model, sampler, grid_conditions, seeds, tuple(bundle["image_shape"]),
+                                     num_classes, 50, 1.0, 256, device, precision, progress=progress)
+    plot_grid(images, labels, names, grid_path)
     return bundle
 
 
@@ -243,3 +261,178 @@ def figure_samples(real_path: str, synthetic_path: str, out_path: str, seed: int
     from .figures import plot_samples
 
     plot_samples(read_imageset(real_path), read_imageset(synthetic_path), out_path, seed=seed)
+
+
+# Study B: supplementation with k synthetic replicas per real row (see supplementation.py).
+
+
+def supplementation_real(out_path: str, site_name: str, site: dict, data: dict, base_seed: int,
+                         threads: int = 1, progress: bool = True) -> None:
+    """One site's real images as a multi-label image set with condition vectors.
+
+    Images are decoded in ``threads`` threads and streamed into the file in batches, so a
+    200,000-image site never sits in memory, and a killed job resumes at the first missing batch.
+    """
+    split_seed = derive_seed(base_seed, "supplementation", site_name, "split")
+    if site["format"] == "mnist":
+        write_imageset(out_path, _mnist_binary(site_name, site, data, split_seed))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from . import cxr
+
+    frame = cxr.read_site(site)
+    if site["max_patients"]:
+        keep = sorted(frame["subject"].unique())[: site["max_patients"]]
+        frame = frame[frame["subject"].isin(keep)].reset_index(drop=True)
+    split = cxr.assign_splits(frame, data["val_fraction"], data["test_fraction"], split_seed)
+    paths = frame["path"].tolist()
+    root = Path(site["root"]).resolve()
+    meta = ImageSet(images=None, label=None, labels=cxr.label_matrix(frame), source=np.zeros(len(frame)), split=split,
+                    dataset=site_name, class_names=list(cxr.FINDINGS), subject=frame["subject"].to_numpy(str),
+                    key=np.array([str(Path(p).resolve().relative_to(root)) for p in paths]),
+                    cond=cxr.condition_vectors(frame, data["uncertain_condition"]),
+                    provenance={"site": site, "data": data, "cond_names": list(cxr.COND_NAMES)})
+    log.info("%s: %d images of %d patients; per split %s", site_name, len(frame), frame["subject"].nunique(),
+             {k: int((split == v).sum()) for k, v in SPLITS.items()})
+    size = data["image_size"]
+    key = config_hash({"site": site, "data": data, "rows": config_hash({"k": meta.key.tolist()})})
+    writer = ImageSetWriter(out_path, len(frame), (size, size), key)
+    try:
+        with ThreadPoolExecutor(max(1, threads)) as pool, \
+                tqdm(total=len(frame), initial=writer.done, desc=site_name, disable=not progress, mininterval=10) as bar:
+            for start in range(writer.done, len(frame), 512):
+                writer.append(np.stack(list(pool.map(lambda p: cxr.load_image(p, size), paths[start : start + 512]))))
+                bar.update(min(512, len(frame) - start))
+        writer.finish(meta)
+    finally:
+        writer.close()
+
+
+def _mnist_binary(site_name: str, site: dict, data: dict, split_seed: int) -> ImageSet:
+    """Study B's protocol on embedded MNIST: one binary label ("is it the second digit?"), which is
+    also the 1-number condition vector, so the wiring runs on real images on a CPU."""
+    from . import mnist
+
+    images, labels = mnist.load_embedded()
+    digits = site["digits"]
+    s = mnist.build_real(images, labels, digits, data["test_fraction"], split_seed, image_size=data["image_size"],
+                         max_per_class=site["max_per_class"], provenance={"source": "embedded"})
+    positive = (s.label == 1).astype(np.float32)[:, None]
+    keys = np.array([f"{site_name}:{i}" for i in range(len(s))])
+    return ImageSet(images=s.images, label=None, labels=positive, source=s.source, split=s.split, dataset=site_name,
+                    class_names=[f"digit {digits[1]}"], subject=keys, key=keys, cond=positive.copy(),
+                    provenance=s.provenance | {"cond_names": [f"digit {digits[1]}"]})
+
+
+def sample_replicas(real_path: str, model_path: str, out_path: str, cfg: dict, replicas: int, seed: int,
+                    device_name: str, threads: int | None = None, progress: bool = True) -> ImageSet:
+    """``replicas`` synthetic copies of every real training row, each with its row's condition."""
+    import torch
+
+    from .runtime import resolve_device, resolve_precision, seed_everything
+    from .supplementation import replica_plan
+
+    seed_everything(seed, threads)
+    device = resolve_device(device_name)
+    precision = resolve_precision(cfg["precision"], device)
+    plan = replica_plan(read_imageset(real_path, images=False), replicas, seed)
+    bundle = torch.load(model_path, map_location="cpu", weights_only=False)
+    _sample_to_imageset(out_path, plan, plan.cond, bundle, model_path, cfg, seed, device, precision, progress)
+    return plan
+
+
+def assemble_supplementation(real_path: str, synthetic_path: str, out_path: str, protocol: str, k: int) -> None:
+    from .supplementation import assemble_supplementation as assemble
+
+    m = assemble(protocol, k, read_imageset(real_path, images=False), read_imageset(synthetic_path, images=False))
+    log.info("%s k=%d: %s", protocol, k, m.attrs["counts"])
+    write_manifest(out_path, m)
+
+
+def train_supplementation(real_path: str, synthetic_path: str, train_path: str, test_paths: dict[str, str],
+                          model_path: str, predictions_path: str, architecture: str, cfg: dict, seed: int,
+                          device_name: str, checkpoint: str, threads: int | None = None,
+                          progress: bool = True) -> pd.DataFrame:
+    """A multi-label classifier on one manifest; probabilities on every test set's test split."""
+    from . import classifier
+    from .assembly import PooledImages
+    from .cxr import training_targets
+    from .runtime import atomic_torch_save, resolve_device, resolve_precision, seed_everything
+
+    seed_everything(seed, threads)
+    device = resolve_device(device_name)
+    precision = resolve_precision(cfg["precision"], device)
+    real, synthetic = read_imageset(real_path, images=False), read_imageset(synthetic_path, images=False)
+    train = read_manifest(train_path)
+    raw = np.empty((len(train.index), len(real.class_names)), np.float32)
+    for code, pool in ((SOURCES["real"], real), (SOURCES["synthetic"], synthetic)):
+        rows = train.pool == code
+        raw[rows] = pool.labels[train.index[rows]]
+    targets = training_targets(raw, cfg["uncertain"])
+    images = PooledImages(train, open_images(real_path), open_images(synthetic_path))
+    log.info("%s on %s, device %s, precision %s", architecture, train.attrs["counts"], device, precision)
+    model = classifier.train_classifier(images, targets, len(real.class_names), architecture, cfg, seed, device,
+                                        precision, checkpoint, progress=progress)
+    frames = []
+    for test_set, path in test_paths.items():
+        meta = read_imageset(path, images=False)
+        if meta.class_names != real.class_names:
+            raise ValueError(f"{path}: labels {meta.class_names} differ from the training labels {real.class_names}")
+        rows = np.flatnonzero(meta.split == SPLITS["test"])
+        probs = classifier.predict(model, open_images(path, rows), cfg["batch_size"] * 2, device, precision,
+                                   multilabel=True, workers=cfg["loader_workers"])
+        frame = pd.DataFrame({"test_set": test_set, "subject": meta.subject[rows], "index": rows})
+        for j, name in enumerate(meta.class_names):
+            frame[f"y:{name}"] = meta.labels[rows, j]
+            frame[f"p:{name}"] = probs[:, j].round(6)
+        frames.append(frame)
+    predictions = pd.concat(frames, ignore_index=True)
+    atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(),
+                       "class_names": real.class_names, "train_counts": train.attrs["counts"]}, model_path)
+    with atomic_output(predictions_path) as tmp:
+        predictions.to_csv(tmp, index=False)
+    Path(checkpoint).unlink(missing_ok=True)
+    return predictions
+
+
+def evaluate_supplementation_run(predictions_path: str, out_path: str, identity: dict) -> dict:
+    """Per-label and macro AUROC of one run on every test set (no resampling; see the aggregate)."""
+    from .stats import run_auroc
+
+    predictions = pd.read_csv(predictions_path)
+    labels = [c[2:] for c in predictions.columns if c.startswith("y:")]
+    record = dict(identity)
+    for test_set, frame in predictions.groupby("test_set", sort=False):
+        record |= {f"{test_set}/{k}": v for k, v in run_auroc(frame, labels).items()}
+    write_json(out_path, record)
+    return record
+
+
+def aggregate_supplementation(predictions_paths: list[str], runs: list[dict], out_path: str, n_boot: int,
+                              ci: float, seed: int) -> pd.DataFrame:
+    """Table of AUROC with patient-bootstrap CIs and p-values against real only (k = 0)."""
+    from .stats import supplementation_table
+    from .supplementation import protocol_name
+
+    table_runs, labels = [], None
+    for path, run in zip(predictions_paths, runs):
+        predictions = pd.read_csv(path, dtype={"subject": str})
+        labels = [c[2:] for c in predictions.columns if c.startswith("y:")]
+        for test_set, frame in predictions.groupby("test_set", sort=False):
+            table_runs.append({"arch": run["arch"], "protocol": protocol_name(run["protocol"]), "k": run["k"],
+                               "seed": run["seed"], "test_set": test_set, "frame": frame.reset_index(drop=True)})
+    table = supplementation_table(table_runs, labels, n_boot, ci, derive_seed(seed, "bootstrap"))
+    with atomic_output(out_path) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def figure_supplementation(table_path: str, out_path: str, heatmap_path: str, title: str) -> None:
+    from .figures_supplementation import plot_label_heatmap, plot_supplementation
+
+    table = pd.read_csv(table_path)
+    plot_supplementation(table, out_path, title)
+    plot_label_heatmap(table, heatmap_path, title)

@@ -38,3 +38,22 @@ rule assemble_test:
         runtime=10,
     script:
         "../scripts/assemble_test.py"
+
+
+# Study B: real + k replicas per row, k replicas alone, or another site's real rows + k replicas.
+rule assemble_supplementation:
+    input:
+        real=supplementation_real_input,
+        synthetic="results/{study}/replicas.h5",
+    output:
+        manifest="results/{study}/manifests/{protocol}_k{k}.h5",
+    log:
+        "logs/assembly/{study}_{protocol}_k{k}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/assemble_supplementation.py"

@@ -32,3 +32,37 @@ rule train_classifier:
         ),
     script:
         "../scripts/train_classifier.py"
+
+
+# Study B: a 14-label classifier per protocol, k and seed; probabilities on every test set.
+rule train_supplementation:
+    input:
+        unpack(supplementation_test_inputs),
+        real=supplementation_real_input,
+        synthetic="results/{study}/replicas.h5",
+        train="results/{study}/manifests/{protocol}_k{k}.h5",
+    output:
+        model="results/{study}/runs/{arch}/{protocol}_k{k}_seed{seed}/model.pt",
+        predictions="results/{study}/runs/{arch}/{protocol}_k{k}_seed{seed}/predictions.csv",
+    log:
+        "logs/classifier/{study}_{arch}_{protocol}_k{k}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/classifier/{study}_{arch}_{protocol}_k{k}_seed{seed}.tsv"
+    retries: 2  # a killed attempt resumes from its last finished epoch
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 720 * attempt,
+    params:
+        classifier=lambda wildcards: config[wildcards.study]["classifier"],
+        seed=config["seed"],
+        device=config["device"],
+        checkpoint=lambda wildcards: (
+            f"results/{wildcards.study}/runs/{wildcards.arch}/"
+            f"{wildcards.protocol}_k{wildcards.k}_seed{wildcards.seed}/checkpoint.pt"
+        ),
+    script:
+        "../scripts/train_supplementation.py"

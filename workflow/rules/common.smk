@@ -18,13 +18,19 @@ localrules:
     figure_alpha,
     figure_samples,
     figure_architectures,
+    evaluate_supplementation_run,
+    figure_supplementation,
 
 
 wildcard_constraints:
-    dataset="mnist|camus",
+    dataset="mnist|camus|chexpert|mnist_demo",
+    study="chexpert|mnist_demo",
     alpha=r"[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
-    arch="cnn|resnet18",
+    k=r"[0-9]+",
+    arch="cnn|resnet18|densenet121|convnext_tiny|convnext_base",
+    protocol=r"supplemented|synthetic-only|mixed-[A-Za-z0-9_]+",
+    site=r"[A-Za-z0-9_]+",
 
 
 def section(wildcards, name):
@@ -55,6 +61,85 @@ def camus_root(wildcards):
     return []
 
 
+def site_root(wildcards):
+    """A Study B site's data must exist before any job runs; the message names the key to set."""
+    study = wildcards.study
+    name = getattr(wildcards, "site", config[study]["train_site"])
+    site = config[study]["sites"][name]
+    if site["format"] != "mnist":
+        needed = site["csv"] if site["format"] == "csv" else site["root"]
+        key = "csv" if site["format"] == "csv" else "root"
+        if needed is None or not Path(needed).exists():
+            raise ValueError(
+                f"config key '{study}.sites.{name}.{key}' is {needed!r}, which does not exist: point it at "
+                f"the {site['format']} download (credentialed data is never fetched; see config/README.md)"
+            )
+    return []
+
+
+def supplementation_runs(study):
+    """One dict per Study B classifier run: arch, protocol tag, k, seed."""
+    cfg = config[study]
+    levels = cfg["supplementation"]
+    protocols = (
+        [("supplemented", k) for k in levels["k"]]
+        + [("synthetic-only", k) for k in levels["synthetic_only_k"]]
+        + [
+            (f"mixed-{s}", k)
+            for s in cfg["external_mixing"]
+            for k in levels["mixing_k"]
+        ]
+    )
+    return [
+        {"arch": arch, "protocol": protocol, "k": k, "seed": seed}
+        for arch in cfg["classifier"]["architectures"]
+        for protocol, k in protocols
+        for seed in cfg["classifier"]["seeds"]
+    ]
+
+
+def supplementation_run_dir(study, run):
+    return f"results/{study}/runs/{run['arch']}/{run['protocol']}_k{run['k']}_seed{run['seed']}"
+
+
+def replicas_needed(study):
+    """The pool is sampled once, up to the largest k of any protocol, and reused for smaller k."""
+    levels = config[study]["supplementation"]
+    return max(levels["k"] + levels["synthetic_only_k"] + levels["mixing_k"])
+
+
+def site_imageset(study, site):
+    if site == config[study]["train_site"]:
+        return f"results/{study}/real.h5"
+    return f"results/{study}/external/{site}.h5"
+
+
+def supplementation_real_input(wildcards):
+    """The real pool of a run: the train site's, or the mixing site's for external mixing."""
+    protocol = wildcards.protocol
+    site = (
+        protocol[len("mixed-") :]
+        if protocol.startswith("mixed-")
+        else config[wildcards.study]["train_site"]
+    )
+    return site_imageset(wildcards.study, site)
+
+
+def supplementation_tests(wildcards):
+    """Test sets by name: the internal test split and each external site's."""
+    study = wildcards.study
+    tests = {"internal": f"results/{study}/real.h5"}
+    tests.update({s: site_imageset(study, s) for s in config[study]["external_tests"]})
+    return tests
+
+
+def supplementation_test_inputs(wildcards):
+    """The test sets as named inputs ``test_<name>`` (the script strips the prefix)."""
+    return {
+        f"test_{name}": path for name, path in supplementation_tests(wildcards).items()
+    }
+
+
 def run_metrics(wildcards):
     return [f"{d}/metrics.json" for d in run_dirs(wildcards.dataset)]
 
@@ -67,4 +152,10 @@ def all_targets():
     ] + [f"results/{d}/alpha_metrics.csv" for d in config["datasets"]]
     if len(config["datasets"]) > 1:
         targets.append("results/figures/architectures_alpha.pdf")
+    for study in config["supplementation"]:
+        targets += [
+            f"results/figures/{study}_supplementation.pdf",
+            f"results/figures/{study}_supplementation_heatmap.pdf",
+            f"results/{study}/supplementation_auroc.csv",
+        ]
     return targets

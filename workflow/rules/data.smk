@@ -37,3 +37,38 @@ rule camus_real:
         seed=config["seed"],
     script:
         "../scripts/camus_real.py"
+
+
+# Study B: each site's real images with 14 findings and 22-number conditions, split by patient.
+rule supplementation_real:
+    input:
+        site_root,
+    output:
+        real="results/{study}/real.h5",
+    log:
+        "logs/data/{study}_real.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        site=lambda wildcards: config[wildcards.study]["train_site"],
+        sites=lambda wildcards: config[wildcards.study]["sites"],
+        data=lambda wildcards: config[wildcards.study]["data"],
+        seed=config["seed"],
+    script:
+        "../scripts/supplementation_real.py"
+
+
+use rule supplementation_real as supplementation_external with:
+    output:
+        real="results/{study}/external/{site}.h5",
+    log:
+        "logs/data/{study}_external_{site}.log",
+    params:
+        site=lambda wildcards: wildcards.site,
+        sites=lambda wildcards: config[wildcards.study]["sites"],
+        data=lambda wildcards: config[wildcards.study]["data"],
+        seed=config["seed"],

@@ -56,6 +56,24 @@ rule figure_architectures:
         mem_mb=1000,
         runtime=5,
     params:
-        ci=config[config["datasets"][0]]["evaluation"]["ci"],
+        ci=lambda wildcards: config[config["datasets"][0]]["evaluation"]["ci"],
     script:
         "../scripts/figure_architectures.py"
+
+
+rule figure_supplementation:
+    input:
+        table="results/{study}/supplementation_auroc.csv",
+    output:
+        figure="results/figures/{study}_supplementation.pdf",
+        heatmap="results/figures/{study}_supplementation_heatmap.pdf",
+    log:
+        "logs/figures/{study}_supplementation.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/figure_supplementation.py"

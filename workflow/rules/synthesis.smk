@@ -25,3 +25,31 @@ rule sample_synthetic:
         device=config["device"],
     script:
         "../scripts/sample_synthetic.py"
+
+
+# Study B: k replicas of every real training row (same condition, own seed), up to the largest k.
+rule sample_replicas:
+    input:
+        real="results/{study}/real.h5",
+        model="results/{study}/diffusion/model.pt",
+    output:
+        replicas="results/{study}/replicas.h5",
+    log:
+        "logs/synthesis/{study}_replicas.log",
+    benchmark:
+        "results/benchmarks/synthesis/{study}_replicas.tsv"
+    retries: 2  # a killed attempt keeps the sampled rows and samples only the rest
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 1440 * attempt,
+    params:
+        synthesis=lambda wildcards: config[wildcards.study]["synthesis"],
+        replicas=lambda wildcards: replicas_needed(wildcards.study),
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/sample_replicas.py"

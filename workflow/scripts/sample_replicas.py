@@ -1,0 +1,16 @@
+"""Rule sample_replicas: the synthetic pool of Study B, sampled once up to the largest k."""
+
+from synthetic_simplicity import stages
+from synthetic_simplicity.joblog import start_log
+
+start_log(snakemake.log[0])
+stages.sample_replicas(
+    snakemake.input.real,
+    snakemake.input.model,
+    snakemake.output.replicas,
+    snakemake.params.synthesis,
+    snakemake.params.replicas,
+    snakemake.params.seed,
+    snakemake.params.device,
+    threads=snakemake.threads,
+)
