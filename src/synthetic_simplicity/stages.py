@@ -30,6 +30,8 @@ from .metrics import aggregate, ci_method, run_metrics, write_json
 from .seeds import derive_seed
 
 log = logging.getLogger(__name__)
+# Images decoded and written per step of the Study B data stage: a kill loses at most this many.
+DATA_BATCH = 512
 
 
 class SynthesisQualityError(RuntimeError):
@@ -303,9 +305,10 @@ def supplementation_real(out_path: str, site_name: str, site: dict, data: dict, 
     try:
         with ThreadPoolExecutor(max(1, threads)) as pool, \
                 tqdm(total=len(frame), initial=writer.done, desc=site_name, disable=not progress, mininterval=10) as bar:
-            for start in range(writer.done, len(frame), 512):
-                writer.append(np.stack(list(pool.map(lambda p: cxr.load_image(p, size), paths[start : start + 512]))))
-                bar.update(min(512, len(frame) - start))
+            for start in range(writer.done, len(frame), DATA_BATCH):
+                batch = paths[start : start + DATA_BATCH]
+                writer.append(np.stack(list(pool.map(lambda p: cxr.load_image(p, size), batch))))
+                bar.update(len(batch))
         writer.finish(meta)
     finally:
         writer.close()

@@ -1,0 +1,110 @@
+"""Study B through the whole pipeline on generated, format-true CheXpert and MIMIC-CXR-JPG trees."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from synthetic_simplicity.assembly import read_manifest
+from synthetic_simplicity.fixtures import write_chexpert_tree, write_mimic_tree
+from synthetic_simplicity.imageset import SPLITS, read_imageset
+from test_workflow import REPO, check, job_stats, snakemake
+
+TEST_PRESET = REPO / "config" / "test_supplementation.yaml"
+
+
+def roots_config(tmp_path, chexpert_root, mimic_root) -> str:
+    path = tmp_path / "roots.yaml"
+    sites = {"chexpert": {"format": "chexpert", "root": str(chexpert_root),
+                          "demographics": str(chexpert_root / "CHEXPERT DEMO.csv")},
+             "mimic": {"format": "mimic", "root": str(mimic_root),
+                       "demographics": str(mimic_root / "hosp" / "patients.csv.gz")}}
+    path.write_text(yaml.safe_dump({"device": "cpu", "chexpert": {"sites": sites}}))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cxr_run(tmp_path_factory):
+    data = tmp_path_factory.mktemp("cxr_data")
+    chexpert_root = write_chexpert_tree(data / "chexpert", 40)
+    mimic_root = write_mimic_tree(data / "mimic", 30)
+    workdir = tmp_path_factory.mktemp("cxr_run")
+    args = ["--configfile", str(TEST_PRESET), roots_config(data, chexpert_root, mimic_root), "--cores", "2"]
+    out = check(snakemake(workdir, *args))
+    return workdir, args, out
+
+
+@pytest.mark.slow
+def test_supplementation_figures_and_table(cxr_run):
+    workdir, _, out = cxr_run
+    for name in ("chexpert_supplementation.pdf", "chexpert_supplementation_heatmap.pdf"):
+        assert (workdir / "results/figures" / name).read_bytes()[:4] == b"%PDF"
+    table = pd.read_csv(workdir / "results/chexpert/supplementation_auroc.csv")
+    macro = table[table["metric"] == "auroc_macro"]
+    assert set(macro["test_set"]) == {"internal", "mimic"}
+    got = set(zip(macro["protocol"], macro["k"]))
+    assert got == {("real+synthetic", 0), ("real+synthetic", 1), ("real+synthetic", 2), ("synthetic only", 2),
+                   ("external mixing (mimic)", 0), ("external mixing (mimic)", 1)}
+    reference = macro[(macro["protocol"] == "real+synthetic") & (macro["k"] == 0)]
+    assert reference["p_value"].isna().all() and macro.drop(reference.index)["p_value"].between(0, 1).all()
+    assert (macro["ci_low"] <= macro["value"]).all() and (macro["value"] <= macro["ci_high"]).all()
+    assert table["ci_method"].str.contains("patient-level bootstrap").all()
+    assert len(table[table["metric"].str.startswith("auroc:")]["metric"].unique()) == 14
+    assert job_stats(out)["train_supplementation"] == 6
+
+
+@pytest.mark.slow
+def test_generator_and_splits_respect_patients(cxr_run):
+    workdir, _, _ = cxr_run
+    real = read_imageset(workdir / "results/chexpert/real.h5", images=False)
+    patients = {name: set(real.subject[real.split == code]) for name, code in SPLITS.items()}
+    assert patients["train"] and patients["test"]
+    assert not patients["train"] & patients["test"] and not patients["val"] & (patients["train"] | patients["test"])
+    bundle = torch.load(workdir / "results/chexpert/diffusion/model.pt", weights_only=False)
+    assert set(bundle["trained_on"]["subjects"]) == patients["train"]
+    assert bundle["cond_dim"] == 22 and real.cond.shape[1] == 22 and real.labels.shape[1] == 14
+
+
+@pytest.mark.slow
+def test_replicas_are_sampled_once_and_reused_for_smaller_k(cxr_run):
+    workdir, _, _ = cxr_run
+    real = read_imageset(workdir / "results/chexpert/real.h5", images=False)
+    replicas = read_imageset(workdir / "results/chexpert/replicas.h5", images=False)
+    train_rows = np.flatnonzero(real.split == SPLITS["train"])
+    assert len(replicas) == 2 * len(train_rows)  # the largest k in the preset is 2
+    np.testing.assert_array_equal(replicas.cond, real.cond[replicas.origin])  # each copy keeps its row's condition
+    assert len(set(replicas.seed)) == len(replicas)
+    manifests = workdir / "results/chexpert/manifests"
+    k1, k2 = (read_manifest(manifests / f"supplemented_k{k}.h5") for k in (1, 2))
+    synthetic = {k: set(m.index[m.pool == 1]) for k, m in ((1, k1), (2, k2))}
+    assert synthetic[1] < synthetic[2] and len(synthetic[1]) == len(train_rows)
+    mixed = read_manifest(manifests / "mixed-mimic_k1.h5")
+    mimic = read_imageset(workdir / "results/chexpert/external/mimic.h5", images=False)
+    assert set(mixed.index[mixed.pool == 0]) == set(np.flatnonzero(mimic.split == SPLITS["train"]))
+
+
+@pytest.mark.slow
+def test_run_records_and_rerun_does_nothing(cxr_run):
+    workdir, args, _ = cxr_run
+    record = json.loads((workdir / "results/chexpert/runs/cnn/supplemented_k1_seed0/metrics.json").read_text())
+    assert record["protocol"] == "supplemented" and record["k"] == 1
+    assert 0 <= record["internal/auroc_macro"] <= 1 and 0 <= record["mimic/auroc_macro"] <= 1
+    assert "Nothing to be done" in check(snakemake(workdir, *args, "-n"))
+
+
+def test_missing_site_root_stops_before_any_job(tmp_path):
+    out = check(snakemake(tmp_path, "-n", "--configfile", str(TEST_PRESET)), rc=1)
+    assert "config key 'chexpert.sites.chexpert.root' is None" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_site_name_is_a_config_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"chexpert": {"external_tests": ["emory"]}}))
+    out = check(snakemake(tmp_path, "-n", "--configfile", str(TEST_PRESET), str(bad)), rc=1)
+    assert "config key 'chexpert.external_tests[0]': 'emory' is not one of chexpert.sites" in out
