@@ -215,23 +215,27 @@ def render_cxr(labels: dict[str, float], w: int, h: int, rng: np.random.Generato
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def _save_cxr(path: Path, labels: dict[str, float], rng: np.random.Generator) -> tuple[int, int]:
-    """A tiny non-square JPEG (40-48 wide, 32-40 high) of ``labels``; returns (rows, columns)."""
+def _save_cxr(path: Path, labels: dict[str, float], rng: np.random.Generator,
+              size: tuple[int, int] = (48, 40)) -> tuple[int, int]:
+    """A non-square JPEG of ``labels``, at most ``size`` = (width, height) and up to 8 pixels smaller in each
+    direction (by default tiny: 40-48 wide, 32-40 high); returns (rows, columns)."""
     from PIL import Image
 
-    w, h = 40 + int(rng.integers(0, 9)), 32 + int(rng.integers(0, 9))
+    w, h = size[0] - 8 + int(rng.integers(0, 9)), size[1] - 8 + int(rng.integers(0, 9))
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(render_cxr(labels, w, h, rng)).save(path, quality=95)
     return h, w
 
 
-def write_chexpert_tree(root, n_patients: int, small: bool = True, seed: int = 0, demographics: bool = True) -> Path:
+def write_chexpert_tree(root, n_patients: int, small: bool = True, seed: int = 0, demographics: bool = True,
+                        image_size: tuple[int, int] = (48, 40)) -> Path:
     """``root/CheXpert-v1.0[-small]/{train,valid}.csv`` + ``{train,valid}/patientNNNNN/studyK/viewM_*.jpg`` and
     ``root/CHEXPERT DEMO.csv``; returns root (the folder holding the release, as the real download unpacks).
 
     The last max(1, n // 10) patients are in valid/ with 0/1 labels only (radiologist consensus, no
     uncertainty); every third study also has a lateral view sharing the study's labels; patients 17, 34, ...
-    have Sex "Unknown" in the label files (their GENDER in the demographics table is known).
+    have Sex "Unknown" in the label files (their GENDER in the demographics table is known). ``image_size``:
+    the largest JPEG's (width, height), e.g. (320, 390) for CheXpert-small-like images in benchmarks.
     """
     root = Path(root)
     release = "CheXpert-v1.0-small" if small else "CheXpert-v1.0"
@@ -254,7 +258,7 @@ def write_chexpert_tree(root, n_patients: int, small: bool = True, seed: int = 0
                 views.append(("view2_lateral", "Lateral", ""))
             for view, fl, appa in views:
                 rel = f"{split}/{pid}/study{k}/{view}.jpg"
-                _save_cxr(root / release / rel, labels, rng)
+                _save_cxr(root / release / rel, labels, rng, image_size)
                 rows[split].append({"Path": f"{release}/{rel}", "Sex": "Unknown" if i % 17 == 0 else sex,
                                     "Age": age0 + k - 1, "Frontal/Lateral": fl, "AP/PA": appa, **labels})
     for split, table in rows.items():
