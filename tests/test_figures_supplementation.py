@@ -77,7 +77,7 @@ def test_plot_supplementation(tmp_path):
     check_file(tmp_path / "s.pdf")
     axes = [ax for ax in fig.axes if ax.lines]
     assert [ax.get_title().split("\n")[0] for ax in axes] == ["internal", "mimic"]
-    assert "2,000 images, 900 subjects" in axes[0].get_title()
+    assert "2,000 images\n900 patients" in axes[0].get_title()
     assert fig.get_supxlabel() == K_LABEL
     ax = axes[0]
     ref = [ln for ln in ax.lines if ln.get_linestyle() == "--"]

@@ -115,8 +115,9 @@ def _panel_title(rows: pd.DataFrame, test_set: str, arch: str | None = None) -> 
     head = test_set if arch is None else f"{test_set} · {arch}"
     ref = rows[_is_reference(rows)]
     imgs, subj = _count(ref["n_images"]), _count(ref["n_subjects"])
-    size = ", ".join(s for s in (imgs and f"{imgs} images", subj and f"{subj} subjects") if s)
-    return f"{head}\n(n = {size})" if size else head
+    # One count per line: narrow heatmap panels sit side by side and long titles collide.
+    size = "\n".join(s for s in (imgs and f"{imgs} images", subj and f"{subj} patients") if s)
+    return f"{head}\n{size}" if size else head
 
 
 def _caption(fig, text: str) -> None:
