@@ -271,3 +271,12 @@ def test_h5images_reads_any_order_with_repeats_and_views(tmp_path):
     view = images.view(np.array([3, 5, 9]))
     assert len(view) == 3
     np.testing.assert_array_equal(view[np.array([2, 0])], s.images[[9, 3]])
+    # Runs of consecutive rows (read as slices) mixed with single rows, repeats and every row.
+    runs = np.array([4, 5, 6, 0, 11, 10, 5, 1, 2])
+    np.testing.assert_array_equal(images[runs], s.images[runs])
+    rng = np.random.default_rng(0)
+    for size in (1, 6, 12, 30):
+        idx = rng.integers(0, 12, size)
+        np.testing.assert_array_equal(images[idx], s.images[idx])
+    np.testing.assert_array_equal(images[np.arange(12)], s.images)
+    np.testing.assert_array_equal(images[3], s.images[[3]])

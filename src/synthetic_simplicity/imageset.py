@@ -247,9 +247,15 @@ class H5Images:
         if self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         rows = self.rows[np.atleast_1d(index)]
-        # h5py reads increasing unique indices; read each needed row once, then restore the order.
         unique, inverse = np.unique(rows, return_inverse=True)
-        return self._file["images"][unique][inverse]
+        # One slice per run of consecutive rows: h5py's point selection (dset[unique]) read a shuffled
+        # batch of 32 rows of 256x256 about 10x slower (105 vs 10 ms on a 20,000-image set).
+        dset = self._file["images"]
+        out = np.empty((len(unique), *dset.shape[1:]), dtype=dset.dtype)
+        breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(unique)]):
+            dset.read_direct(out, np.s_[unique[start] : unique[stop - 1] + 1], np.s_[start:stop])
+        return out[inverse]
 
 
 def open_images(path: str | os.PathLike, rows: np.ndarray | None = None):
