@@ -11,10 +11,14 @@ from synthetic_simplicity.classifier import (
     ARCHITECTURES,
     RESUMABLE_KEYS,
     build_classifier,
+    iter_batches,
     predict,
     predictions_frame,
     train_classifier,
 )
+
+from synthetic_simplicity.imageset import H5Images, ImageSet, write_imageset
+from synthetic_simplicity.runtime import images_to_tensor
 
 CPU = torch.device("cpu")
 CFG = {"epochs": 2, "batch_size": 16, "optimizer": "adamw", "learning_rate": 0.01, "weight_decay": 0.0001,
@@ -186,6 +190,32 @@ def test_loader_workers_do_not_change_the_model(tmp_path, multilabel):
     b = train_classifier(images, targets, 2, "cnn", cfg | {"loader_workers": 2}, 0, CPU, "fp32", tmp_path / "b.pt",
                          progress=False)
     assert_state_equal(a, b)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_sends_uint8_batches_in_the_sampler_order(tmp_path, workers):
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (10, 5, 4), dtype=np.uint8)
+    n = len(images)
+    write_imageset(tmp_path / "s.h5", ImageSet(images=images, label=np.zeros(n, np.int64), source=np.zeros(n, np.uint8),
+                                               split=np.zeros(n, np.uint8), dataset="t", class_names=["a", "b"]))
+    batches = [np.array([7, 2, 7]), np.array([0]), np.array([9, 8, 3, 4])]
+    got = list(iter_batches(H5Images(tmp_path / "s.h5"), batches, workers))
+    assert [x.dtype for x in got] == [torch.uint8] * 3
+    for b, x in zip(batches, got):
+        np.testing.assert_array_equal(x.numpy(), images[b])
+
+
+def test_images_to_tensor_maps_0_255_to_unit_range_without_touching_its_input():
+    images = np.array([[[0, 255], [51, 204]]], np.uint8)
+    x = images_to_tensor(images)
+    assert x.shape == (1, 1, 2, 2) and x.dtype == torch.float32
+    torch.testing.assert_close(x[0, 0], torch.tensor([[-1.0, 1.0], [-0.6, 0.6]]))
+    t = torch.from_numpy(images.copy())
+    torch.testing.assert_close(images_to_tensor(t, CPU), x)
+    assert t.dtype == torch.uint8 and np.array_equal(t.numpy(), images)
+    rgb = np.zeros((2, 3, 4, 4), np.uint8)
+    assert images_to_tensor(rgb).shape == (2, 3, 4, 4)
 
 
 def test_pretrained_weights_adapt_an_rgb_stem_and_keep_a_fresh_head(tmp_path, caplog):

@@ -188,7 +188,7 @@ def train_diffusion(
     while step < cfg["steps"]:
         g = torch.Generator().manual_seed(derive_seed(seed, "step", step))
         idx = torch.randint(len(y_all), (cfg["batch_size"],), generator=g)
-        x0 = pad_to(images_to_tensor(images[idx.numpy()]), size).to(device)
+        x0 = pad_to(images_to_tensor(images[idx.numpy()], device), size)
         y = drop_conditions(y_all[idx], torch.rand(len(idx), generator=g) < cfg["label_dropout"], num_classes)
         t = torch.randint(sched.config.num_train_timesteps, (len(y),), generator=g).to(device)
         noise = torch.randn(x0.shape, generator=g).to(device)
