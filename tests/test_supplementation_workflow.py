@@ -97,6 +97,24 @@ def test_run_records_and_rerun_does_nothing(cxr_run):
     assert "Nothing to be done" in check(snakemake(workdir, *args, "-n"))
 
 
+def test_chexpert_preset_plans_study_b(tmp_path):
+    """config/chexpert.yaml plans Study B's full protocol: one generator, one replica pool of max k,
+    and one DenseNet-121 per protocol x k (5 supplemented, 4 synthetic-only, 3 external mixing)."""
+    chexpert_root = write_chexpert_tree(tmp_path / "chexpert", 12)
+    mimic_root = write_mimic_tree(tmp_path / "mimic", 10)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    out = check(snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "config.yaml"),
+                          str(REPO / "config" / "chexpert.yaml"), roots_config(tmp_path, chexpert_root, mimic_root)))
+    stats = job_stats(out)
+    for rule, n in {"supplementation_real": 1, "supplementation_external": 1, "train_diffusion": 1,
+                    "sample_replicas": 1, "assemble_supplementation": 12, "train_supplementation": 12,
+                    "evaluate_supplementation_run": 12, "aggregate_supplementation": 1}.items():
+        assert stats.get(rule) == n, f"{rule}: {stats.get(rule)} jobs, expected {n} ({stats})"
+    assert "train_classifier" not in stats and "mnist_real" not in stats
+    assert "results/chexpert/runs/densenet121/mixed-mimic_k5_seed0/metrics.json" in out
+
+
 def test_missing_site_root_stops_before_any_job(tmp_path):
     out = check(snakemake(tmp_path, "-n", "--configfile", str(TEST_PRESET)), rc=1)
     assert "config key 'chexpert.sites.chexpert.root' is None" in out
