@@ -5,6 +5,9 @@ Target on 2 cores: <= 20 minutes.
 
     python benchmarks/default_run.py [--cores 2] [--workdir DIR] [--configfile FILE] [-- SNAKEMAKE ARGS]
 
+FILE is merged over config/config.yaml, as `snakemake --configfile FILE` does in the repository, e.g.
+Study B's MNIST demo: `--configfile config/mnist_supplementation.yaml`.
+
 Arguments after `--` go to Snakemake, e.g. the CAMUS CPU smoke preset on a fixture tree:
     python -m synthetic_simplicity.fixtures nifti /tmp/camus50 --patients 50
     python benchmarks/default_run.py --configfile config/camus.yaml -- \
@@ -35,8 +38,11 @@ def main():
         shutil.rmtree(args.workdir)
     args.workdir.mkdir(parents=True)
     snakemake = Path(sys.executable).parent / "snakemake"
+    # In another directory the Snakefile's `configfile: config/config.yaml` finds nothing, so it is
+    # given here, with the preset merged over it as in a run from the repository.
+    configfiles = dict.fromkeys([str(ROOT / "config/config.yaml"), str(args.configfile.resolve())])
     cmd = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(args.workdir), "--configfile",
-           str(args.configfile.resolve()), "--cores", str(args.cores), "--workflow-profile", "none", "--quiet", *args.snakemake_args]
+           *configfiles, "--cores", str(args.cores), "--workflow-profile", "none", "--quiet", *args.snakemake_args]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=os.environ)
     wall = time.perf_counter() - t0
