@@ -249,7 +249,7 @@ class H5Images:
         rows = self.rows[np.atleast_1d(index)]
         unique, inverse = np.unique(rows, return_inverse=True)
         # One slice per run of consecutive rows: h5py's point selection (dset[unique]) read a shuffled
-        # batch of 32 rows of 256x256 about 10x slower (105 vs 10 ms on a 20,000-image set).
+        # batch of 32 rows of 256x256 3-10x slower (docs/decisions.md, "Streaming").
         dset = self._file["images"]
         out = np.empty((len(unique), *dset.shape[1:]), dtype=dset.dtype)
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
