@@ -132,6 +132,15 @@ def _seeds(rows: pd.DataFrame) -> str:
     return "" if n is None else f"{n} seed{'' if n == '1' else 's'} per point"
 
 
+def _provenance(rows: pd.DataFrame, compared: pd.DataFrame) -> tuple[str, str, str]:
+    """For a caption: the CI method of ``rows``, the p-value method of the ``compared`` rows that
+    have a p-value, and ' (n seeds per point)' or ''."""
+    ci = _methods(rows["ci_method"], "CI method not recorded")
+    pm = _methods(compared.loc[compared["p_value"].notna(), "p_method"], "no p-values in the table")
+    seeds = _seeds(rows)
+    return ci, pm, f" ({seeds})" if seeds else ""
+
+
 def plot_supplementation(table: pd.DataFrame, out_path, title: str, p_threshold: float = P_THRESHOLD):
     """Macro AUROC vs k: one panel per test set, one line per protocol (line style per architecture).
 
@@ -197,10 +206,8 @@ def plot_supplementation(table: pd.DataFrame, out_path, title: str, p_threshold:
     fig.legend(list(legend.values()), list(legend.keys()), loc="outside right center", frameon=False,
                title="protocol")
     fig.suptitle(title)
-    ci = _methods(macro["ci_method"], "CI method not recorded")
-    pm = _methods(macro.loc[macro["p_value"].notna(), "p_method"], "no p-values in the table")
-    seeds = _seeds(macro)
-    _caption(fig, f"Macro AUROC{' (' + seeds + ')' if seeds else ''}; no band where a point has no interval. "
+    ci, pm, seeds = _provenance(macro, macro)
+    _caption(fig, f"Macro AUROC{seeds}; no band where a point has no interval. "
                   f"Bands: {ci}. Dashed: real-only reference ({REFERENCE}, k = 0) of the same test set. "
                   f"* p < {p_threshold:g} vs that reference ({pm}).")
     _save(fig, out_path)
@@ -299,11 +306,9 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
     if im is not None:
         fig.colorbar(im, ax=axes, label=DELTA_LABEL, shrink=0.8)
     fig.suptitle(title)
-    ci = _methods(labels["ci_method"], "CI method not recorded")
-    pm = _methods(compared.loc[compared["p_value"].notna(), "p_method"], "no p-values in the table")
-    seeds = _seeds(labels)
+    ci, pm, seeds = _provenance(labels, compared)
     _caption(fig, f"Cells: per-label AUROC minus the real-only reference ({REFERENCE}, k = 0) of the same "
-                  f"architecture and test set{' (' + seeds + ')' if seeds else ''}. "
+                  f"architecture and test set{seeds}. "
                   f"* p < {p_threshold:g} vs that reference ({pm}). "
                   f"Grey n/a: AUROC undefined (e.g. no positive test cases) here or in the reference. "
                   f"Per-label confidence intervals ({ci}) are in the source table.")
