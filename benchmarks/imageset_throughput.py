@@ -38,9 +38,7 @@ import numpy as np
 
 BATCH = 32
 IMAGE_SIZE = 256
-SITE = {"format": "chexpert", "root": None, "csv": None, "demographics": None, "views": "all", "split_files": {},
-        "race_map": None, "max_patients": None, "digits": [2, 4], "max_per_class": None}
-DATA = {"image_size": IMAGE_SIZE, "val_fraction": 0.1, "test_fraction": 0.2, "uncertain_condition": 0.0}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def status_mib(field: str) -> float:
@@ -71,10 +69,16 @@ def children_peak_mib() -> float:
 def child_stage(spec: dict) -> dict:
     from synthetic_simplicity import stages
 
+    from synthetic_simplicity.config import validate_config
+
+    # The site and data sections as a run gets them: the schema fills every key not set here.
+    site = {"format": "chexpert", "root": spec["root"], "views": "all", "max_patients": spec["max_patients"]}
+    study = validate_config({"chexpert": {"sites": {"chexpert": site}, "data": {"image_size": IMAGE_SIZE}}},
+                            ROOT / "workflow/schemas/config.schema.yaml")["chexpert"]
     base = rss_now_mib()
-    site = SITE | {"root": spec["root"], "max_patients": spec["max_patients"]}
     t0 = time.perf_counter()
-    stages.supplementation_real(spec["out"], "chexpert", site, DATA, 0, threads=spec["threads"], progress=False)
+    stages.supplementation_real(spec["out"], "chexpert", study["sites"]["chexpert"], study["data"], 0,
+                                threads=spec["threads"], progress=False)
     return {"wall_s": time.perf_counter() - t0, "base_mib": base, "peak_mib": peak_mib()}
 
 
