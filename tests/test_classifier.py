@@ -16,7 +16,6 @@ from synthetic_simplicity.classifier import (
     predictions_frame,
     train_classifier,
 )
-
 from synthetic_simplicity.imageset import H5Images, ImageSet, write_imageset
 from synthetic_simplicity.runtime import images_to_tensor
 
