@@ -9,7 +9,7 @@ FILE is merged over config/config.yaml, as `snakemake --configfile FILE` does in
 Study B's MNIST demo: `--configfile config/mnist_supplementation.yaml`.
 
 Arguments after `--` go to Snakemake, e.g. the CAMUS CPU smoke preset on a fixture tree:
-    python -m synthetic_simplicity.fixtures nifti /tmp/camus50 --patients 50
+    python -m synthetic_simplicity.data.fixtures nifti /tmp/camus50 --patients 50
     python benchmarks/default_run.py --configfile config/camus.yaml -- \
         --config 'camus={"data":{"root":"/tmp/camus50"}}'
 """

@@ -17,18 +17,20 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from synthetic_simplicity import diffusion, mnist
-from synthetic_simplicity.config import validate_config
-from synthetic_simplicity.runtime import autocast, images_to_tensor, resolve_device, resolve_precision
+from synthetic_simplicity.data import mnist
+from synthetic_simplicity.core.config import validate_config
+from synthetic_simplicity.core.runtime import autocast, images_to_tensor, resolve_device, resolve_precision
+from synthetic_simplicity.diffusion.model import build_unet, make_train_scheduler, pad_to
+from synthetic_simplicity.diffusion.training import train_diffusion
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def bare_rate(images, labels, num_classes, cfg, device, precision, steps, warmup=5):
-    model = diffusion.build_unet(images.shape[-1], 1, num_classes, cfg).to(device)
+    model = build_unet(images.shape[-1], 1, num_classes, cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], fused=True)
-    sched = diffusion.make_train_scheduler(cfg)
-    x_all = diffusion.pad_to(images_to_tensor(images), model.config.sample_size)
+    sched = make_train_scheduler(cfg)
+    x_all = pad_to(images_to_tensor(images), model.config.sample_size)
     y_all = torch.as_tensor(labels)
     for i in range(warmup + steps):
         if i == warmup:
@@ -66,8 +68,8 @@ def main():
     warm = 5
     with tempfile.TemporaryDirectory() as tmp:
         # A short warm-up run first, so both measurements exclude one-off start-up costs.
-        diffusion.train_diffusion(images, labels, 2, cfg | {"steps": warm}, 0, device, precision, tmp, progress=False)
-        bundle = diffusion.train_diffusion(images, labels, 2, cfg | {"steps": warm + args.steps}, 0, device,
+        train_diffusion(images, labels, 2, cfg | {"steps": warm}, 0, device, precision, tmp, progress=False)
+        bundle = train_diffusion(images, labels, 2, cfg | {"steps": warm + args.steps}, 0, device,
                                            precision, tmp, progress=False)
     ours = bundle["stats"]["steps_per_s"]
     print(f"device={device} precision={precision} threads={torch.get_num_threads()} batch={cfg['batch_size']} "

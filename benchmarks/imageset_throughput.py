@@ -1,6 +1,6 @@
 """Throughput and peak memory of the chest X-ray data path at scale, against a classifier's step rate.
 
-For each N (default 5,000 and 20,000 images): the data stage (``stages.supplementation_real``: JPEG
+For each N (default 5,000 and 20,000 images): the data stage (``data.jobs.supplementation_real``: JPEG
 decode + resize to 256x256 in ``--threads`` threads, streamed in batches into HDF5) and the classifier
 loader (``imageset.H5Images`` + ``classifier.iter_batches``: shuffled batches of 32 from the training
 split, in 0 or more worker processes) each run in a fresh subprocess, which reports its wall time and
@@ -67,9 +67,8 @@ def children_peak_mib() -> float:
 # ---------------------------------------------------------------- children (one fresh process per measure)
 
 def child_stage(spec: dict) -> dict:
-    from synthetic_simplicity import stages
-
-    from synthetic_simplicity.config import validate_config
+    from synthetic_simplicity.core.config import validate_config
+    from synthetic_simplicity.data import jobs
 
     # The site and data sections as a run gets them: the schema fills every key not set here.
     site = {"format": "chexpert", "root": spec["root"], "views": "all", "max_patients": spec["max_patients"]}
@@ -77,7 +76,7 @@ def child_stage(spec: dict) -> dict:
                             ROOT / "workflow/schemas/config.schema.yaml")["chexpert"]
     base = rss_now_mib()
     t0 = time.perf_counter()
-    stages.supplementation_real(spec["out"], "chexpert", study["sites"]["chexpert"], study["data"], 0,
+    jobs.supplementation_real(spec["out"], "chexpert", study["sites"]["chexpert"], study["data"], 0,
                                 threads=spec["threads"], progress=False)
     return {"wall_s": time.perf_counter() - t0, "base_mib": base, "peak_mib": peak_mib()}
 
@@ -85,8 +84,8 @@ def child_stage(spec: dict) -> dict:
 def child_load(spec: dict) -> dict:
     import torch
 
-    from synthetic_simplicity.classifier import iter_batches
-    from synthetic_simplicity.imageset import SPLITS, H5Images, read_imageset
+    from synthetic_simplicity.classifier.training import iter_batches
+    from synthetic_simplicity.core.imageset import SPLITS, H5Images, read_imageset
 
     train = np.flatnonzero(read_imageset(spec["path"], images=False).split == SPLITS["train"])
     images = H5Images(spec["path"]).view(train)
@@ -147,8 +146,8 @@ def read_breakdown(path: Path, n_batches: int = 40) -> dict:
     chunks another left in HDF5's chunk cache."""
     import h5py
 
-    from synthetic_simplicity.imageset import H5Images
-    from synthetic_simplicity.runtime import images_to_tensor
+    from synthetic_simplicity.core.imageset import H5Images
+    from synthetic_simplicity.core.runtime import images_to_tensor
 
     images = H5Images(path)
     rng = np.random.default_rng(1)
@@ -197,8 +196,8 @@ def step_rate(arch: str, device, precision: str, steps: int) -> float:
     import torch
     import torch.nn.functional as F
 
-    from synthetic_simplicity.classifier import build_classifier
-    from synthetic_simplicity.runtime import autocast
+    from synthetic_simplicity.classifier.models import build_classifier
+    from synthetic_simplicity.core.runtime import autocast
 
     torch.manual_seed(0)
     model = build_classifier(arch, 1, 14).to(device).train()
@@ -248,8 +247,8 @@ def main():
     import h5py
     import torch
 
-    from synthetic_simplicity.fixtures import write_chexpert_tree
-    from synthetic_simplicity.runtime import resolve_device, resolve_precision
+    from synthetic_simplicity.data.fixtures import write_chexpert_tree
+    from synthetic_simplicity.core.runtime import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)

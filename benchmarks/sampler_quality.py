@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthetic_simplicity import classifier, diffusion, synthesis
-from synthetic_simplicity.imageset import SPLITS, read_imageset
-from synthetic_simplicity.runtime import resolve_device, resolve_precision, seed_everything
+from synthetic_simplicity.classifier import training as classifier
+from synthetic_simplicity.diffusion.model import load_generator
+from synthetic_simplicity.synthesis import sampling as synthesis
+from synthetic_simplicity.core.imageset import SPLITS, read_imageset
+from synthetic_simplicity.core.runtime import resolve_device, resolve_precision, seed_everything
 
 SAMPLERS = [  # (name, steps, clip, guidance scale)
     ("ddim", 20, True, 1.0),
@@ -47,7 +49,7 @@ def main():
     real = read_imageset(args.results / "real.h5")
     bundle = torch.load(args.results / "diffusion/model.pt", map_location="cpu", weights_only=False)
     precision = bundle.get("precision") or resolve_precision("auto", device)
-    model = diffusion.load_generator(bundle, device)
+    model = load_generator(bundle, device)
     train = real.rows(real.split == SPLITS["train"])
     judge = classifier.train_classifier(train.images, train.label, 2, "cnn",
                                         {"epochs": 5, "batch_size": 64, "optimizer": "adamw",

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from synthetic_simplicity import classifier
-from synthetic_simplicity.imageset import SPLITS, read_imageset
-from synthetic_simplicity.runtime import resolve_device, seed_everything
+from synthetic_simplicity.classifier import training as classifier
+from synthetic_simplicity.core.imageset import SPLITS, read_imageset
+from synthetic_simplicity.core.runtime import resolve_device, seed_everything
 
 
 def fit_and_score(x_train, y_train, x_test, y_test, epochs, device):

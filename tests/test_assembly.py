@@ -3,18 +3,9 @@
 import numpy as np
 import pytest
 
-from synthetic_simplicity.assembly import (
-    AssemblyError,
-    Manifest,
-    alpha_counts,
-    assemble_alpha,
-    assemble_test,
-    gather,
-    max_per_class,
-    read_manifest,
-    write_manifest,
-)
-from synthetic_simplicity.imageset import SOURCES, SPLITS, ImageSet
+from synthetic_simplicity.assembly.alpha import alpha_counts, assemble_alpha, assemble_test, max_per_class
+from synthetic_simplicity.assembly.manifest import AssemblyError, Manifest, gather, read_manifest, write_manifest
+from synthetic_simplicity.core.imageset import SOURCES, SPLITS, ImageSet
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SYN_OFFSET = 100  # synthetic row i has pixel value 100 + i, real row i has value i

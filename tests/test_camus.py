@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from synthetic_simplicity.fixtures import (
+from synthetic_simplicity.data.fixtures import (
     DEFECT_PATIENT,
     n_frames,
     official_split,
@@ -16,7 +16,7 @@ from synthetic_simplicity.fixtures import (
     write_mhd_tree,
     write_nifti_tree,
 )
-from synthetic_simplicity.camus import (
+from synthetic_simplicity.data.camus import (
     REGISTRATION_HINT,
     CamusError,
     build_real,
@@ -26,7 +26,7 @@ from synthetic_simplicity.camus import (
     read_view,
     to_square_uint8,
 )
-from synthetic_simplicity.imageset import SOURCES, SPLITS
+from synthetic_simplicity.core.imageset import SOURCES, SPLITS
 
 N = 6
 URL = "https://www.creatis.insa-lyon.fr/Challenge/camus/"
@@ -204,7 +204,7 @@ def test_unlisted_patient_goes_to_train_with_warning(tmp_path, caplog):
     lst.write_text("patient0005\n")
     val = root / "database_split" / "subgroup_validation.txt"
     val.write_text("")  # patient0004 now unlisted
-    with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.camus"):
+    with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.data.camus"):
         s = build_real(root, image_size=8)
     assert set(s.split[s.subject == "patient0004"].tolist()) == {SPLITS["train"]}
     assert "patient0004" in caplog.text

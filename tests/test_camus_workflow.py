@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthetic_simplicity.fixtures import write_nifti_tree
-from synthetic_simplicity.imageset import SPLITS, read_imageset
+from synthetic_simplicity.data.fixtures import write_nifti_tree
+from synthetic_simplicity.core.imageset import SPLITS, read_imageset
 from test_workflow import DEFAULT_CONFIG, REPO, TEST_CONFIG, check, job_stats, snakemake
 
 TEST_CAMUS = REPO / "config" / "test_camus.yaml"

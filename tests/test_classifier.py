@@ -7,17 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from synthetic_simplicity.classifier import (
-    ARCHITECTURES,
+from synthetic_simplicity.classifier.models import ARCHITECTURES, build_classifier
+from synthetic_simplicity.classifier.training import (
     RESUMABLE_KEYS,
-    build_classifier,
     iter_batches,
     predict,
     predictions_frame,
     train_classifier,
 )
-from synthetic_simplicity.imageset import H5Images, ImageSet, write_imageset
-from synthetic_simplicity.runtime import images_to_tensor
+from synthetic_simplicity.core.imageset import H5Images, ImageSet, write_imageset
+from synthetic_simplicity.core.runtime import images_to_tensor
 
 CPU = torch.device("cpu")
 CFG = {"epochs": 2, "batch_size": 16, "optimizer": "adamw", "learning_rate": 0.01, "weight_decay": 0.0001,
@@ -91,7 +90,7 @@ def test_extending_epochs_resumes(tmp_path, data, caplog, arch):
     ckpt = tmp_path / "ckpt.pt"
     train(data, ckpt, arch, epochs=1)
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1
-    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier"):
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
         resumed = train(data, ckpt, arch, epochs=2)
     assert "at epoch 1" in caplog.text  # it resumed instead of starting over
     assert torch.load(ckpt, weights_only=False)["epoch"] == 2
@@ -102,7 +101,7 @@ def test_extending_epochs_resumes(tmp_path, data, caplog, arch):
 def test_finished_checkpoint_is_reused(tmp_path, data, caplog):
     ckpt = tmp_path / "ckpt.pt"
     first = train(data, ckpt)
-    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier"):
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
         again = train(data, ckpt)
     assert "at epoch 2" in caplog.text
     assert_state_equal(first, again)
@@ -118,7 +117,7 @@ def test_checkpoint_beyond_the_budget_is_not_used(tmp_path, data):
 def test_checkpoint_of_another_config_is_ignored(tmp_path, data, caplog):
     ckpt = tmp_path / "ckpt.pt"
     train(data, ckpt, epochs=1, learning_rate=0.05)
-    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier"):
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
         model = train(data, ckpt, epochs=1)
     assert "resuming" not in caplog.text
     assert_state_equal(model, train(data, tmp_path / "fresh.pt", epochs=1))
@@ -164,8 +163,8 @@ def multilabel():
 @pytest.mark.parametrize("arch", ["cnn", "densenet121", "convnext_tiny"])
 def test_multilabel_training_streams_from_hdf5(tmp_path, multilabel, arch):
     """BCE over two labels with NaN targets masked, images read on demand from an image-set file."""
-    from synthetic_simplicity.imageset import H5Images, ImageSet, write_imageset
-    from synthetic_simplicity.stats import auroc
+    from synthetic_simplicity.core.imageset import H5Images, ImageSet, write_imageset
+    from synthetic_simplicity.evaluation.auroc import auroc
 
     images, y, targets = multilabel
     write_imageset(tmp_path / "s.h5", ImageSet(images=images, label=None, labels=y, source=np.zeros(48),
@@ -225,7 +224,7 @@ def test_pretrained_weights_adapt_an_rgb_stem_and_keep_a_fresh_head(tmp_path, ca
     torch.save(rgb.state_dict(), tmp_path / "rgb.pt")
     cfg = CFG | {"epochs": 0, "pretrained": str(tmp_path / "rgb.pt")}
     images = np.zeros((4, 32, 32), np.uint8)
-    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier"):
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.models"):
         model = train_classifier(images, np.zeros((4, 3), np.float32), 3, "resnet18", cfg, 0, CPU, "fp32",
                                  tmp_path / "c.pt", progress=False)
     assert torch.equal(model.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))

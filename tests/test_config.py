@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthetic_simplicity.config import ConfigError, config_hash, validate_config
+from synthetic_simplicity.core.config import ConfigError, config_hash, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

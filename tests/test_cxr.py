@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthetic_simplicity.cxr import (
+from synthetic_simplicity.data.cxr import (
     COND_NAMES,
     FINDINGS,
     RACES,
@@ -20,8 +20,8 @@ from synthetic_simplicity.cxr import (
     read_site,
     training_targets,
 )
-from synthetic_simplicity.fixtures import write_chexpert_tree, write_mimic_tree
-from synthetic_simplicity.imageset import SPLITS
+from synthetic_simplicity.data.fixtures import write_chexpert_tree, write_mimic_tree
+from synthetic_simplicity.core.imageset import SPLITS
 
 N_PATIENTS, N_SUBJECTS = 20, 24
 
@@ -102,7 +102,7 @@ def test_demographics_join_race_map_and_sex_fallback(chx, caplog):
     p17 = frame[frame.subject == "patient00017"]
     assert len(p17) and (p17.sex == demo.GENDER["patient00017"]).all()
     assert read_site(chexpert_site(chx)).query("subject == 'patient00017'").sex.isna().all()
-    with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.cxr"):
+    with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.data.cxr"):
         custom = read_site(chexpert_site(chx, demographics=str(chx / "CHEXPERT DEMO.csv"),
                                          race_map={"white": "White", "Other": None}))
     assert list(custom.race == "White") == list(frame.subject.map(demo.PRIMARY_RACE) == "White")
@@ -189,7 +189,7 @@ def test_split_files_drop_unlisted_and_set_hints(chx, mimic, tmp_path, caplog):
     tr, ts = pids.isin(["patient00001", "patient00002", "patient00003"]), pids.isin(["patient00004", "patient00005"])
     pd.DataFrame({"Path": "CheXpert-v1.0/" + rel[tr], "PID": pids[tr]}).to_csv(tmp_path / "cxp_tr.csv.gz", index=False)
     pd.DataFrame({"Path": "CheXpert-v1.0/" + rel[ts], "PID": pids[ts]}).to_csv(tmp_path / "cxp_ts.csv.gz", index=False)
-    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.cxr"):
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.data.cxr"):
         frame = read_site(chexpert_site(chx, split_files={"train": str(tmp_path / "cxp_tr.csv.gz"),
                                                           "test": str(tmp_path / "cxp_ts.csv.gz")}))
     assert len(frame) == tr.sum() + ts.sum() and frame.attrs["n_dropped_unlisted"] > 0

@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthetic_simplicity.diffusion import (
-    RESUMABLE_KEYS,
-    build_unet,
-    crop_to,
-    load_generator,
-    pad_to,
-    padded_size,
-    train_diffusion,
-)
+from synthetic_simplicity.diffusion.model import build_unet, crop_to, load_generator, pad_to, padded_size
+from synthetic_simplicity.diffusion.training import RESUMABLE_KEYS, train_diffusion
 
 CPU = torch.device("cpu")
 
@@ -84,7 +77,7 @@ def test_checkpoint_of_another_config_is_ignored(tmp_path, data, caplog):
     d = tmp_path / "ckpt"
     other = train(data, d, steps=5, learning_rate=0.01)  # leaves steps 4 and 5 of another config
     assert steps_on_disk(d) == [4, 5]
-    with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.diffusion"):
+    with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.diffusion.training"):
         mine = train(data, d, steps=2)
     assert mine["stats"]["resumed_from"] == 0 and mine["hash"] != other["hash"]
     assert "different diffusion config" in caplog.text
@@ -157,7 +150,7 @@ def test_build_unet_block_types():
 
 def test_vector_conditions_train_from_hdf5_and_resume_bit_identically(tmp_path, data):
     """Study B: 22-number conditions, images streamed from an image-set file, null = a NaN row."""
-    from synthetic_simplicity.imageset import H5Images, ImageSet, write_imageset
+    from synthetic_simplicity.core.imageset import H5Images, ImageSet, write_imageset
 
     images, _ = data
     n = len(images)

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthetic_simplicity.figures import plot_alpha, plot_grid, plot_samples
-from synthetic_simplicity.imageset import ImageSet
-from synthetic_simplicity.metrics import CI_METHOD, aggregate
+from synthetic_simplicity.figures.alpha import plot_alpha
+from synthetic_simplicity.figures.samples import plot_grid, plot_samples
+from synthetic_simplicity.core.imageset import ImageSet
+from synthetic_simplicity.evaluation.cells import CI_METHOD, aggregate
 
 
 def table(archs=("cnn", "resnet"), seeds=(0, 1, 2)):

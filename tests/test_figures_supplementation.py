@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthetic_simplicity.figures_supplementation import K_LABEL, plot_label_heatmap, plot_supplementation
+from synthetic_simplicity.figures.supplementation import K_LABEL, plot_label_heatmap, plot_supplementation
 
 CI = "95% percentile bootstrap over test subjects (2000 resamples)"
 P = "one-sided paired bootstrap vs real only, Holm-adjusted"

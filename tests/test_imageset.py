@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from synthetic_simplicity.imageset import (
+from synthetic_simplicity.core.imageset import (
     GZIP_LEVEL,
     MAX_CHUNK_IMAGES,
     H5Images,

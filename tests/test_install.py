@@ -59,9 +59,9 @@ def test_libraries_work_together():
         from pathlib import Path
         import yaml
         import torch, torchvision, diffusers
-        from synthetic_simplicity.config import validate_config
-        from synthetic_simplicity.diffusion import build_unet
-        from synthetic_simplicity.classifier import build_classifier
+        from synthetic_simplicity.core.config import validate_config
+        from synthetic_simplicity.diffusion.model import build_unet
+        from synthetic_simplicity.classifier.models import build_classifier
 
         repo = Path({str(REPO)!r})
         cfg = validate_config(yaml.safe_load((repo / "config/config.yaml").read_text()),

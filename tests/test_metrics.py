@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthetic_simplicity.metrics import CI_METHOD, aggregate, ci_method, run_metrics, write_json
+from synthetic_simplicity.core.atomic import write_json
+from synthetic_simplicity.evaluation.cells import CI_METHOD, aggregate, ci_method, run_metrics
 
 CLASSES = ["2", "7"]
 T_975_DF2 = 4.302652729911275  # t quantile (0.975, df=2)

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from synthetic_simplicity import mnist
-from synthetic_simplicity.imageset import SOURCES, SPLITS
-from synthetic_simplicity.mnist import MnistError, build_real, fetch_file, parse_idx
+from synthetic_simplicity.data import mnist
+from synthetic_simplicity.core.imageset import SOURCES, SPLITS
+from synthetic_simplicity.data.mnist import MnistError, build_real, fetch_file, parse_idx
 
 
 def idx_bytes(arr: np.ndarray, type_byte: int = 0x08) -> bytes:

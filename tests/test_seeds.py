@@ -3,14 +3,14 @@
 import subprocess
 import sys
 
-from synthetic_simplicity.seeds import derive_seed
+from synthetic_simplicity.core.seeds import derive_seed
 
 
 def test_deterministic_within_and_across_processes():
     a = derive_seed(0, "mnist", "split")
     assert a == derive_seed(0, "mnist", "split")
     # a fresh interpreter (new hash randomisation) gives the same value
-    out = subprocess.run([sys.executable, "-c", "from synthetic_simplicity.seeds import derive_seed;"
+    out = subprocess.run([sys.executable, "-c", "from synthetic_simplicity.core.seeds import derive_seed;"
                           "print(derive_seed(0, 'mnist', 'split'))"], capture_output=True, text=True, check=True)
     assert int(out.stdout) == a
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from synthetic_simplicity.stats import (
+from synthetic_simplicity.evaluation.auroc import (
     COLUMNS, _boot_auroc, _draw_weights, _resamples, auroc, cluster_bootstrap, delong_test, label_targets,
     per_label_auroc, run_auroc, supplementation_table,
 )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthetic_simplicity import stages, synthesis
-from synthetic_simplicity.assembly import AssemblyError
-from synthetic_simplicity.imageset import SPLITS, ImageSet, read_imageset, write_imageset
-from synthetic_simplicity.supplementation import assemble_supplementation, protocol_name, replica_plan
+from synthetic_simplicity.assembly.manifest import AssemblyError
+from synthetic_simplicity.assembly.supplementation import assemble_supplementation, protocol_name, replica_plan
+from synthetic_simplicity.core.imageset import SPLITS, ImageSet, read_imageset, write_imageset
+from synthetic_simplicity.data import jobs as data_jobs
+from synthetic_simplicity.synthesis import jobs as synthesis_jobs
+from synthetic_simplicity.synthesis import sampling
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -73,14 +75,14 @@ DATA = {"image_size": 24, "val_fraction": 0.1, "test_fraction": 0.2, "uncertain_
 
 
 def test_data_stage_resumes_after_a_kill(tmp_path, monkeypatch, caplog):
-    from synthetic_simplicity import cxr
-    from synthetic_simplicity.fixtures import write_chexpert_tree
+    from synthetic_simplicity.data import cxr
+    from synthetic_simplicity.data.fixtures import write_chexpert_tree
 
     root = write_chexpert_tree(tmp_path / "tree", 60)
     site = SITE | {"root": str(root)}
-    stages.supplementation_real(str(tmp_path / "whole.h5"), "chexpert", site, DATA, 0, progress=False)
+    data_jobs.supplementation_real(str(tmp_path / "whole.h5"), "chexpert", site, DATA, 0, progress=False)
     whole = read_imageset(tmp_path / "whole.h5")
-    monkeypatch.setattr(stages, "DATA_BATCH", 32)  # several batches, so a kill can land between them
+    monkeypatch.setattr(data_jobs, "DATA_BATCH", 32)  # several batches, so a kill can land between them
 
     calls, load = [], cxr.load_image
 
@@ -92,11 +94,11 @@ def test_data_stage_resumes_after_a_kill(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(cxr, "load_image", dies_in_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        stages.supplementation_real(str(tmp_path / "again.h5"), "chexpert", site, DATA, 0, progress=False)
+        data_jobs.supplementation_real(str(tmp_path / "again.h5"), "chexpert", site, DATA, 0, progress=False)
     assert not (tmp_path / "again.h5").exists() and (tmp_path / "again.h5.partial").exists()
     calls.clear()
     monkeypatch.setattr(cxr, "load_image", lambda path, size: calls.append(path) or load(path, size))
-    stages.supplementation_real(str(tmp_path / "again.h5"), "chexpert", site, DATA, 0, progress=False)
+    data_jobs.supplementation_real(str(tmp_path / "again.h5"), "chexpert", site, DATA, 0, progress=False)
     again = read_imageset(tmp_path / "again.h5")
     assert len(calls) == len(whole) - 32  # only the batches after the finished one were decoded again
     np.testing.assert_array_equal(again.images, whole.images)
@@ -106,23 +108,25 @@ def test_data_stage_resumes_after_a_kill(tmp_path, monkeypatch, caplog):
 
 def test_sampling_stage_resumes_after_a_kill(tmp_path, monkeypatch):
     """A kill mid-pool: the rerun samples only the missing rows and the pool is the same."""
-    from synthetic_simplicity import diffusion
-    from synthetic_simplicity.runtime import atomic_torch_save
+    import torch
+
+    from synthetic_simplicity.core.runtime import atomic_torch_save
+    from synthetic_simplicity.diffusion.training import train_diffusion
 
     real = real_set(40)
     write_imageset(tmp_path / "real.h5", real)
     cfg = {"block_out_channels": [8, 16], "layers_per_block": 1, "attention_levels": [], "num_train_timesteps": 50,
            "beta_schedule": "linear", "steps": 1, "batch_size": 4, "learning_rate": 0.001, "weight_decay": 0.0,
            "warmup_steps": 1, "ema_decay": 0.9, "label_dropout": 0.1, "checkpoint_every": 1, "keep_checkpoints": 1}
-    bundle = diffusion.train_diffusion(real.images, real.cond, None, cfg, 0, diffusion.torch.device("cpu"), "fp32",
-                                       tmp_path / "ckpt", progress=False)
+    bundle = train_diffusion(real.images, real.cond, None, cfg, 0, torch.device("cpu"), "fp32", tmp_path / "ckpt",
+                             progress=False)
     atomic_torch_save(bundle, tmp_path / "model.pt")
-    sampling = {"sampler": "ddim", "sampling_steps": 2, "clip_sample": True, "guidance_scale": 1.0, "batch_size": 8,
+    settings = {"sampler": "ddim", "sampling_steps": 2, "clip_sample": True, "guidance_scale": 1.0, "batch_size": 8,
                 "precision": "fp32", "saturated_fraction": 0.5, "blank_std": 4.0, "max_degenerate_fraction": 1.0}
     args = (str(tmp_path / "real.h5"), str(tmp_path / "model.pt"))
-    stages.sample_replicas(*args, str(tmp_path / "whole.h5"), sampling, 2, 0, "cpu", progress=False)
+    synthesis_jobs.sample_replicas(*args, str(tmp_path / "whole.h5"), settings, 2, 0, "cpu", progress=False)
 
-    started, original = [], synthesis.iter_samples
+    started, original = [], sampling.iter_samples
 
     def killed_after_two_batches(*a, start=0, **kw):
         started.append(start)
@@ -131,10 +135,10 @@ def test_sampling_stage_resumes_after_a_kill(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(synthesis, "iter_samples", killed_after_two_batches)
+    monkeypatch.setattr(sampling, "iter_samples", killed_after_two_batches)
     with pytest.raises(KeyboardInterrupt):
-        stages.sample_replicas(*args, str(tmp_path / "again.h5"), sampling, 2, 0, "cpu", progress=False)
-    stages.sample_replicas(*args, str(tmp_path / "again.h5"), sampling, 2, 0, "cpu", progress=False)
+        synthesis_jobs.sample_replicas(*args, str(tmp_path / "again.h5"), settings, 2, 0, "cpu", progress=False)
+    synthesis_jobs.sample_replicas(*args, str(tmp_path / "again.h5"), settings, 2, 0, "cpu", progress=False)
     assert started == [0, 16]  # the rerun began after the two finished batches
     whole, again = read_imageset(tmp_path / "whole.h5"), read_imageset(tmp_path / "again.h5")
     np.testing.assert_array_equal(again.images, whole.images)

@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from synthetic_simplicity.assembly import read_manifest
-from synthetic_simplicity.fixtures import write_chexpert_tree, write_mimic_tree
-from synthetic_simplicity.imageset import SPLITS, read_imageset
+from synthetic_simplicity.assembly.manifest import read_manifest
+from synthetic_simplicity.data.fixtures import write_chexpert_tree, write_mimic_tree
+from synthetic_simplicity.core.imageset import SPLITS, read_imageset
 from test_workflow import REPO, check, job_stats, snakemake
 
 TEST_PRESET = REPO / "config" / "test_supplementation.yaml"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthetic_simplicity.diffusion import build_unet, make_train_scheduler
-from synthetic_simplicity.synthesis import (
+from synthetic_simplicity.diffusion.model import build_unet, make_train_scheduler
+from synthetic_simplicity.synthesis.sampling import (
     SAMPLERS,
     degenerate_mask,
     iter_samples,
@@ -119,7 +119,7 @@ def test_sample_seeds_pools_disjoint_and_deterministic():
 
 
 def test_degenerate_mask():
-    from synthetic_simplicity.mnist import load_embedded
+    from synthetic_simplicity.data.mnist import load_embedded
 
     images, labels = load_embedded()
     digits = images[[int(np.flatnonzero(labels == d)[0]) for d in (2, 4, 7)]]

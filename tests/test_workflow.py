@@ -121,7 +121,7 @@ def test_snakefmt():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The tiny preset, run once: (workdir, output, validated config)."""
-    from synthetic_simplicity.config import validate_config
+    from synthetic_simplicity.core.config import validate_config
 
     workdir = tmp_path_factory.mktemp("tiny")
     out = check(snakemake(workdir, *TINY_ARGS))
@@ -199,8 +199,8 @@ def test_tiny_outputs(tiny):
 
 @pytest.mark.slow
 def test_tiny_metrics_match_test_manifest(tiny):
-    from synthetic_simplicity.assembly import read_manifest
-    from synthetic_simplicity.imageset import SPLITS, read_imageset
+    from synthetic_simplicity.assembly.manifest import read_manifest
+    from synthetic_simplicity.core.imageset import SPLITS, read_imageset
 
     workdir, _, cfg = tiny
     manifest = read_manifest(workdir / "results/mnist/manifests/test.h5")

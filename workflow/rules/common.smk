@@ -1,7 +1,7 @@
 # Config validation, wildcard constraints, input functions and target lists.
 from pathlib import Path
 
-from synthetic_simplicity.config import validate_config
+from synthetic_simplicity.core.config import validate_config
 
 _validated = validate_config(
     config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
@@ -55,7 +55,7 @@ def run_dirs(dataset):
 
 def camus_root(wildcards):
     """Checked while the DAG is built, so a missing CAMUS download stops the run before any job."""
-    from synthetic_simplicity.camus import detect_layout
+    from synthetic_simplicity.data.camus import detect_layout
 
     detect_layout(config["camus"]["data"]["root"])
     return []

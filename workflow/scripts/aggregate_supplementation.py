@@ -1,11 +1,11 @@
 """Rule aggregate_supplementation: AUROC table with bootstrap CIs and p-values against real only."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.evaluation import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
 p = snakemake.params
-stages.aggregate_supplementation(
+jobs.aggregate_supplementation(
     snakemake.input.predictions,
     p.runs,
     snakemake.output.table,

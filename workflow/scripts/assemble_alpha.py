@@ -1,10 +1,10 @@
 """Rule assemble_alpha: the training manifest for one alpha and seed."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.assembly import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-stages.assemble(
+jobs.assemble(
     snakemake.input.real,
     snakemake.input.synthetic,
     snakemake.output.manifest,

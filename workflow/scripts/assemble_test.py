@@ -1,7 +1,7 @@
 """Rule assemble_test: every real and synthetic test image, four cells."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.assembly import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-stages.assemble(snakemake.input.real, snakemake.input.synthetic, snakemake.output.manifest, None, None, 0, 0)
+jobs.assemble(snakemake.input.real, snakemake.input.synthetic, snakemake.output.manifest, None, None, 0, 0)

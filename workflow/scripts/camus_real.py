@@ -1,7 +1,7 @@
 """Rule camus_real: CAMUS 2CH/4CH frames into the image-set contract, split by patient."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.data import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-stages.camus_real(snakemake.output.real, snakemake.params.data, snakemake.params.seed)
+jobs.camus_real(snakemake.output.real, snakemake.params.data, snakemake.params.seed)

@@ -1,11 +1,11 @@
 """Rule evaluate_run: accuracy per cell, worst cell and balanced accuracy for one run."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.evaluation import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 w = snakemake.wildcards
 start_log(snakemake.log[0])
-stages.evaluate_run(
+jobs.evaluate_run(
     snakemake.input.predictions,
     snakemake.input.real,
     snakemake.output.metrics,

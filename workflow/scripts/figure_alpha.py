@@ -1,7 +1,7 @@
 """Rule figure_alpha: accuracy per cell against alpha, one panel per architecture."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.figures import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-stages.figure_alpha(snakemake.input.table, snakemake.input.real, snakemake.output.figure, snakemake.params.ci)
+jobs.figure_alpha(snakemake.input.table, snakemake.input.real, snakemake.output.figure, snakemake.params.ci)

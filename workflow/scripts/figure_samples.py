@@ -1,7 +1,7 @@
 """Rule figure_samples: real and synthetic images side by side, per class."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.figures import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-stages.figure_samples(snakemake.input.real, snakemake.input.synthetic, snakemake.output.figure, snakemake.params.seed)
+jobs.figure_samples(snakemake.input.real, snakemake.input.synthetic, snakemake.output.figure, snakemake.params.seed)

@@ -1,7 +1,7 @@
 """Rule mnist_real: real MNIST digits into the image-set contract."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.data import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-stages.mnist_real(snakemake.output.real, snakemake.params.data, snakemake.params.seed)
+jobs.mnist_real(snakemake.output.real, snakemake.params.data, snakemake.params.seed)

@@ -1,10 +1,10 @@
 """Rule sample_replicas: the synthetic pool of Study B, sampled once up to the largest k."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.synthesis import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-stages.sample_replicas(
+jobs.sample_replicas(
     snakemake.input.real,
     snakemake.input.model,
     snakemake.output.replicas,

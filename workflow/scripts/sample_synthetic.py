@@ -1,11 +1,11 @@
 """Rule sample_synthetic: synthetic training and test pools, one seed per image."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
-from synthetic_simplicity.seeds import derive_seed
+from synthetic_simplicity.synthesis import jobs
+from synthetic_simplicity.core.joblog import start_log
+from synthetic_simplicity.core.seeds import derive_seed
 
 start_log(snakemake.log[0])
-stages.sample_synthetic(
+jobs.sample_synthetic(
     snakemake.input.real,
     snakemake.input.model,
     snakemake.output.synthetic,

@@ -1,8 +1,8 @@
 """Rules supplementation_real / supplementation_external: one site's images into an image set."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
+from synthetic_simplicity.data import jobs
+from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
 p = snakemake.params
-stages.supplementation_real(snakemake.output.real, p.site, p.sites[p.site], p.data, p.seed, threads=snakemake.threads)
+jobs.supplementation_real(snakemake.output.real, p.site, p.sites[p.site], p.data, p.seed, threads=snakemake.threads)

@@ -1,12 +1,12 @@
 """Rule train_classifier: one classifier and its per-image test predictions."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
-from synthetic_simplicity.seeds import derive_seed
+from synthetic_simplicity.classifier import jobs
+from synthetic_simplicity.core.joblog import start_log
+from synthetic_simplicity.core.seeds import derive_seed
 
 w = snakemake.wildcards
 start_log(snakemake.log[0])
-stages.train_classifier(
+jobs.train_classifier(
     snakemake.input.real,
     snakemake.input.synthetic,
     snakemake.input.train,

@@ -1,11 +1,11 @@
 """Rule train_diffusion: the class-conditional DDPM, resumable from its checkpoints."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
-from synthetic_simplicity.seeds import derive_seed
+from synthetic_simplicity.diffusion import jobs
+from synthetic_simplicity.core.joblog import start_log
+from synthetic_simplicity.core.seeds import derive_seed
 
 start_log(snakemake.log[0])
-stages.train_diffusion(
+jobs.train_diffusion(
     snakemake.input.real,
     snakemake.output.model,
     snakemake.output.grid,

@@ -1,13 +1,13 @@
 """Rule train_supplementation: one multi-label classifier and its test-set probabilities."""
 
-from synthetic_simplicity import stages
-from synthetic_simplicity.joblog import start_log
-from synthetic_simplicity.seeds import derive_seed
+from synthetic_simplicity.classifier import jobs
+from synthetic_simplicity.core.joblog import start_log
+from synthetic_simplicity.core.seeds import derive_seed
 
 w = snakemake.wildcards
 start_log(snakemake.log[0])
 tests = {name[len("test_") :]: path for name, path in snakemake.input.items() if name.startswith("test_")}
-stages.train_supplementation(
+jobs.train_supplementation(
     snakemake.input.real,
     snakemake.input.synthetic,
     snakemake.input.train,

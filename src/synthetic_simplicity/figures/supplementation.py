@@ -7,18 +7,12 @@ protocol "real+synthetic" at k = 0, of the same architecture and test set.
 
 from __future__ import annotations
 
-import textwrap
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless cluster nodes have no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .figures import _save  # noqa: E402
+from .common import caption, save_figure
 
 COLUMNS = ("arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high", "p_value",
            "n_seeds", "n_images", "n_subjects", "ci_method", "p_method")
@@ -120,12 +114,6 @@ def _panel_title(rows: pd.DataFrame, test_set: str, arch: str | None = None) -> 
     return f"{head}\n{size}" if size else head
 
 
-def _caption(fig, text: str) -> None:
-    # Below the figure area; bbox_inches="tight" in _save extends the canvas to include it.
-    width = max(60, int(fig.get_figwidth() * 13))
-    fig.text(0.5, -0.01, textwrap.fill(text, width), ha="center", va="top", fontsize=9)
-
-
 def _seeds(rows: pd.DataFrame) -> str:
     """'3 seeds per point' from n_seeds, or '' where the table does not record it."""
     n = _count(rows["n_seeds"])
@@ -207,10 +195,10 @@ def plot_supplementation(table: pd.DataFrame, out_path, title: str, p_threshold:
                title="protocol")
     fig.suptitle(title)
     ci, pm, seeds = _provenance(macro, macro)
-    _caption(fig, f"Macro AUROC{seeds}; no band where a point has no interval. "
+    caption(fig, f"Macro AUROC{seeds}; no band where a point has no interval. "
                   f"Bands: {ci}. Dashed: real-only reference ({REFERENCE}, k = 0) of the same test set. "
                   f"* p < {p_threshold:g} vs that reference ({pm}).")
-    _save(fig, out_path)
+    save_figure(fig, out_path)
     return fig
 
 
@@ -307,10 +295,10 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
         fig.colorbar(im, ax=axes, label=DELTA_LABEL, shrink=0.8)
     fig.suptitle(title)
     ci, pm, seeds = _provenance(labels, compared)
-    _caption(fig, f"Cells: per-label AUROC minus the real-only reference ({REFERENCE}, k = 0) of the same "
+    caption(fig, f"Cells: per-label AUROC minus the real-only reference ({REFERENCE}, k = 0) of the same "
                   f"architecture and test set{seeds}. "
                   f"* p < {p_threshold:g} vs that reference ({pm}). "
                   f"Grey n/a: AUROC undefined (e.g. no positive test cases) here or in the reference. "
                   f"Per-label confidence intervals ({ci}) are in the source table.")
-    _save(fig, out_path)
+    save_figure(fig, out_path)
     return fig

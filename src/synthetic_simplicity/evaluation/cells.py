@@ -6,15 +6,11 @@ literature; a "group" here is one class x source cell, keyed ``{class}·{source}
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-
-from .atomic import atomic_output
 
 SOURCE_NAMES = ("real", "synthetic")  # index = the `source` code of the image-set contract
 CELL_SEP = "\u00b7"
@@ -108,18 +104,3 @@ def aggregate(records: list[dict], ci: float = DEFAULT_CI) -> pd.DataFrame:
     return table.sort_values(["dataset", "architecture", "alpha", "metric"], kind="stable").reset_index(drop=True)
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):  # numpy scalars from upstream code
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def write_json(path: str | os.PathLike, record: dict) -> None:
-    """Sorted-key, indented JSON, written to a temp file and renamed so readers never see half a file."""
-    # allow_nan=False: NaN/Infinity are not JSON; empty cells must be None upstream.
-    text = json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False,
-                      default=_json_default)
-    with atomic_output(path) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")

@@ -1,9 +1,5 @@
-"""Classifiers: a small CNN and torchvision's ResNet-18, DenseNet-121 and ConvNeXt with a stem for
-the image's channels; single-label (cross-entropy, Study A) or multi-label (BCE, Study B).
-
-Study A does not publish its MNIST architecture; ours (docs/decisions.md) is three 3x3 conv blocks
-(16, 32, 64 channels; BatchNorm, ReLU, 2x2 max-pool after the first two), global average pooling and
-one linear layer: ~24 k parameters, enough for digits while small enough to train in seconds.
+"""Training a classifier and predicting with it; single-label (cross-entropy, Study A) or multi-label
+(BCE, Study B).
 
 Images are read batch by batch from anything indexable by an index array (an array, or
 ``imageset.H5Images`` for sets larger than memory), optionally in DataLoader worker processes.
@@ -20,95 +16,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import config_hash
-from .runtime import atomic_torch_save, autocast, images_to_tensor
-from .seeds import derive_seed
+from ..core.config import config_hash
+from ..core.runtime import atomic_torch_save, autocast, images_to_tensor
+from ..core.seeds import derive_seed
+from .models import build_classifier, load_pretrained
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("cnn", "resnet18", "densenet121", "convnext_tiny", "convnext_base")
 # Keys that may change without invalidating a checkpoint: the learning rate is constant, so a run
 # extended from k to more epochs continues exactly as an uninterrupted run of the longer budget;
 # the number of loader processes never changes which images form a batch.
 RESUMABLE_KEYS = ("epochs", "loader_workers")
-
-
-def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
-    def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
-        layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-        return layers + ([nn.MaxPool2d(2)] if pool else [])
-
-    return nn.Sequential(*block(in_channels, 16, True), *block(16, 32, True), *block(32, 64, False),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
-
-
-def resnet18(in_channels: int, num_classes: int) -> nn.Module:
-    """torchvision's ResNet-18 from scratch; the 7x7 stem takes ``in_channels`` instead of RGB."""
-    from torchvision.models import resnet18 as tv_resnet18
-
-    model = tv_resnet18(weights=None, num_classes=num_classes)
-    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return model
-
-
-def densenet121(in_channels: int, num_classes: int) -> nn.Module:
-    from torchvision.models import densenet121 as tv_densenet121
-
-    model = tv_densenet121(weights=None, num_classes=num_classes)
-    model.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return model
-
-
-def convnext(size: str):
-    def build(in_channels: int, num_classes: int) -> nn.Module:
-        from torchvision import models
-
-        model = getattr(models, f"convnext_{size}")(weights=None, num_classes=num_classes)
-        stem = model.features[0][0]
-        model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, kernel_size=4, stride=4)
-        return model
-
-    return build
-
-
-def build_classifier(architecture: str, in_channels: int, num_classes: int) -> nn.Module:
-    builders = {"cnn": small_cnn, "resnet18": resnet18, "densenet121": densenet121,
-                "convnext_tiny": convnext("tiny"), "convnext_base": convnext("base")}
-    if architecture not in builders:
-        raise ValueError(f"unknown architecture {architecture!r} (config key classifier.architectures); "
-                         f"choose from {ARCHITECTURES}")
-    return builders[architecture](in_channels, num_classes)
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
-    """Start from local weights (torchvision state-dict layout); nothing is fetched at run time.
-
-    An RGB stem is summed over its input channels for grey images, and tensors whose shape differs
-    (the task head) keep their fresh initialisation. Both are logged.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: pretrained weights not found (config key classifier.pretrained); "
-                                f"download them once, e.g. torchvision's state dict, or set it to null")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    own = model.state_dict()
-    loaded, skipped = {}, []
-    for name, tensor in state.items():
-        if name not in own:
-            skipped.append(name)
-            continue
-        if tensor.ndim == 4 and tensor.shape[1] != own[name].shape[1] and own[name].shape[1] == 1:
-            tensor = tensor.sum(dim=1, keepdim=True)
-        if tensor.shape == own[name].shape:
-            loaded[name] = tensor
-        else:
-            skipped.append(name)
-    if not loaded:
-        raise ValueError(f"{path}: no tensor matches this architecture; is it the right file?")
-    model.load_state_dict(loaded, strict=False)
-    log.info("pretrained weights from %s: %d tensors loaded, %d kept fresh (%s)", path, len(loaded),
-             len(own) - len(loaded), ", ".join(skipped[:4]))
 
 
 class _Batches(torch.utils.data.Dataset):

@@ -18,9 +18,9 @@ import re
 
 import numpy as np
 
-from .assembly import AssemblyError, Manifest
-from .imageset import SOURCES, SPLITS, ImageSet
-from .seeds import derive_seed
+from ..core.imageset import SOURCES, SPLITS, ImageSet
+from ..core.seeds import derive_seed
+from .manifest import AssemblyError, Manifest
 
 PROTOCOL_NAMES = {"supplemented": "real+synthetic", "synthetic-only": "synthetic only"}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .imageset import SOURCES, SPLITS, ImageSet
+from ..core.imageset import SOURCES, SPLITS, ImageSet
 
 IDX_FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .imageset import SOURCES, SPLITS, ImageSet
+from ..core.imageset import SOURCES, SPLITS, ImageSet
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .diffusion import condition_tensor, crop_to, drop_conditions
-from .runtime import autocast, tensor_to_images
-from .seeds import derive_seed
+from ..core.runtime import autocast, tensor_to_images
+from ..core.seeds import derive_seed
+from ..diffusion.model import condition_tensor, crop_to, drop_conditions
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .camus import to_square_uint8
-from .imageset import SPLITS
+from ..core.imageset import SPLITS
 
 log = logging.getLogger(__name__)
 

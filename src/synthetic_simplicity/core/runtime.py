@@ -56,6 +56,13 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
         torch.set_num_threads(threads)
 
 
+def job_runtime(seed: int, device_name: str, precision: str, threads: int | None = None) -> tuple[torch.device, str]:
+    """The preamble of every training or sampling job: seeded, on its device, at its precision."""
+    seed_everything(seed, threads)
+    device = resolve_device(device_name)
+    return device, resolve_precision(precision, device)
+
+
 def images_to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """uint8 (N,H,W) or (N,C,H,W), array or tensor -> float32 (N,C,H,W) in [-1, 1] on ``device``.
 

@@ -1,9 +1,9 @@
 """Tiny, format-true dataset trees for tests and demos: CAMUS (2023 NIfTI and 2019 MetaImage releases),
 CheXpert (v1.0 and v1.0-small) and MIMIC-CXR-JPG 2.0.0.
 
-    python -m synthetic_simplicity.fixtures {nifti,mhd} DIR [--patients 50]
-    python -m synthetic_simplicity.fixtures chexpert DIR [--patients 50]
-    python -m synthetic_simplicity.fixtures mimic DIR [--subjects 50]
+    python -m synthetic_simplicity.data.fixtures {nifti,mhd} DIR [--patients 50]
+    python -m synthetic_simplicity.data.fixtures chexpert DIR [--patients 50]
+    python -m synthetic_simplicity.data.fixtures mimic DIR [--subjects 50]
 
 writes a fake tree that the pipeline reads like the real one (`camus.data.root: DIR`, a CXR site's root).
 

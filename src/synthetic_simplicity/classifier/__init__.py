@@ -1,0 +1,1 @@
+"""Stage classifier: architectures, training and prediction."""

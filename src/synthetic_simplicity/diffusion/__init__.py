@@ -1,0 +1,1 @@
+"""Stage diffusion: the conditional DDPM (network and training), trained on real training images only."""

@@ -1,0 +1,1 @@
+"""Stage synthesis: sampling the synthetic pools, one seed per image."""
