@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from synthetic_simplicity.classifier import training as classifier
 from synthetic_simplicity.diffusion.model import load_generator
 from synthetic_simplicity.synthesis import sampling as synthesis
 from synthetic_simplicity.core.imageset import SPLITS, read_imageset
-from synthetic_simplicity.core.runtime import resolve_device, resolve_precision, seed_everything
+from synthetic_simplicity.core.runtime import load_torch, resolve_device, resolve_precision, seed_everything
 
 SAMPLERS = [  # (name, steps, clip, guidance scale)
     ("ddim", 20, True, 1.0),
@@ -47,7 +46,7 @@ def main():
     seed_everything(0)
     device = resolve_device("auto")
     real = read_imageset(args.results / "real.h5")
-    bundle = torch.load(args.results / "diffusion/model.pt", map_location="cpu", weights_only=False)
+    bundle = load_torch(args.results / "diffusion/model.pt")
     precision = bundle.get("precision") or resolve_precision("auto", device)
     model = load_generator(bundle, device)
     train = real.rows(real.split == SPLITS["train"])

@@ -43,7 +43,7 @@ def test_camus_splits_are_patient_disjoint_and_the_generator_saw_training_patien
     assert patients["train"] and patients["test"]
     assert not patients["train"] & patients["test"]
     assert not patients["train"] & patients["val"] and not patients["val"] & patients["test"]
-    bundle = torch.load(workdir / "results/camus/diffusion/model.pt", weights_only=False)
+    bundle = torch.load(workdir / "results/camus/diffusion/model.pt", weights_only=True)
     assert set(bundle["trained_on"]["subjects"]) == patients["train"]
     assert bundle["trained_on"]["n_images"] == int((real.split == SPLITS["train"]).sum())
 

@@ -89,11 +89,11 @@ def test_extending_epochs_resumes(tmp_path, data, caplog, arch):
     assert "epochs" in RESUMABLE_KEYS
     ckpt = tmp_path / "ckpt.pt"
     train(data, ckpt, arch, epochs=1)
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
         resumed = train(data, ckpt, arch, epochs=2)
     assert "at epoch 1" in caplog.text  # it resumed instead of starting over
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     straight = train(data, tmp_path / "straight.pt", arch, epochs=2)
     assert_state_equal(resumed, straight)
 
@@ -121,6 +121,19 @@ def test_checkpoint_of_another_config_is_ignored(tmp_path, data, caplog):
         model = train(data, ckpt, epochs=1)
     assert "resuming" not in caplog.text
     assert_state_equal(model, train(data, tmp_path / "fresh.pt", epochs=1))
+
+
+def test_checkpoint_of_other_training_images_is_never_used(tmp_path, data, caplog):
+    """A manifest that names other images (or gives them other labels) with the same count starts over."""
+    images, labels = data
+    ckpt = tmp_path / "ckpt.pt"
+    train(data, ckpt, epochs=1)
+    for other in ((images[::-1].copy(), labels), (images, 1 - labels)):
+        with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
+            model = train(other, ckpt, epochs=2)
+        assert "resuming" not in caplog.text
+        assert_state_equal(model, train(other, tmp_path / f"fresh{len(caplog.records)}.pt", epochs=2))
+        caplog.clear()
 
 
 def test_predictions_frame_contract():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from synthetic_simplicity.core.runtime import load_torch
 from synthetic_simplicity.diffusion.model import build_unet, crop_to, load_generator, pad_to, padded_size
 from synthetic_simplicity.diffusion.training import RESUMABLE_KEYS, train_diffusion
 
@@ -85,8 +86,37 @@ def test_checkpoint_of_another_config_is_ignored(tmp_path, data, caplog):
     assert_state_equal(mine["state_dict"], straight["state_dict"])
     # the stale step-4/5 checkpoints must not outrank (and prune) this run's own checkpoints
     assert steps_on_disk(d) == [1, 2]
-    assert all(torch.load(p, weights_only=False)["hash"] == mine["hash"] for p in d.glob("step_*.pt"))
+    assert all(load_torch(p)["hash"] == mine["hash"] for p in d.glob("step_*.pt"))
     assert train(data, d, steps=3)["stats"]["resumed_from"] == 2
+
+
+def test_checkpoint_of_other_training_images_is_never_used(tmp_path, data, caplog):
+    """Same config, seed and row count, other images (another digit pair) or other labels: start over."""
+    images, labels = data
+    d = tmp_path / "ckpt"
+    train((images, labels), d, steps=2)  # a killed 4-step run of the first data set leaves steps 1 and 2
+    for other in ((255 - images, labels), (images, 1 - labels)):
+        with caplog.at_level(logging.WARNING, logger="synthetic_simplicity.diffusion.training"):
+            mine = train(other, d, steps=4)
+        assert mine["stats"]["resumed_from"] == 0 and "other training images" in caplog.text
+        assert_state_equal(mine["state_dict"], train(other, tmp_path / f"fresh{len(caplog.records)}", steps=4)["state_dict"])
+        caplog.clear()
+
+
+def test_checkpoint_beyond_the_budget_is_not_used(tmp_path, data):
+    d = tmp_path / "ckpt"
+    train(data, d, steps=4)  # leaves steps 3 and 4
+    fewer = train(data, d, steps=2)
+    assert fewer["stats"]["resumed_from"] == 0 and fewer["stats"]["steps"] == 2
+    assert_state_equal(fewer["state_dict"], train(data, tmp_path / "fresh", steps=2)["state_dict"])
+
+
+def test_checkpoints_load_without_running_code(tmp_path, data):
+    d = tmp_path / "ckpt"
+    bundle = train(data, d, steps=2)
+    for path in d.glob("step_*.pt"):
+        state = torch.load(path, weights_only=True)
+        assert state["hash"] == bundle["hash"] and set(state) == {"step", "hash", "model", "optimizer", "ema"}
 
 
 def test_only_keep_checkpoints_remain(tmp_path, data):

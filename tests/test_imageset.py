@@ -280,3 +280,54 @@ def test_h5images_reads_any_order_with_repeats_and_views(tmp_path):
         np.testing.assert_array_equal(images[idx], s.images[idx])
     np.testing.assert_array_equal(images[np.arange(12)], s.images)
     np.testing.assert_array_equal(images[3], s.images[[3]])
+
+
+def fingerprint(path) -> str:
+    with h5py.File(path, "r") as f:
+        return str(f.attrs["fingerprint"])
+
+
+def test_fingerprint_names_the_content(tmp_path):
+    """Equal content, equal fingerprint; one pixel, one label or one subject more or less, another."""
+    base = make_set()
+    write_imageset(tmp_path / "a.h5", base)
+    write_imageset(tmp_path / "b.h5", make_set())
+    assert fingerprint(tmp_path / "a.h5") == fingerprint(tmp_path / "b.h5")
+    changes = {"pixel": lambda s: s.images.__setitem__((0, 0, 0), s.images[0, 0, 0] ^ 1),
+               "label": lambda s: s.label.__setitem__(0, 2), "subject": lambda s: s.subject.__setitem__(0, "x"),
+               "split": lambda s: s.split.__setitem__(0, 2)}
+    seen = {fingerprint(tmp_path / "a.h5")}
+    for name, change in changes.items():
+        s = make_set()
+        change(s)
+        write_imageset(tmp_path / f"{name}.h5", s)
+        seen.add(fingerprint(tmp_path / f"{name}.h5"))
+    assert len(seen) == 1 + len(changes)
+
+
+def test_fingerprint_of_a_resumed_write_equals_an_uninterrupted_one(tmp_path):
+    s = make_set()
+    straight = ImageSetWriter(tmp_path / "straight.h5", 6, (5, 7), key="k")
+    for i in range(0, 6, 2):
+        straight.append(s.images[i:i + 2])
+    straight.finish(s)
+    killed = ImageSetWriter(tmp_path / "resumed.h5", 6, (5, 7), key="k")
+    killed.append(s.images[:2])
+    killed.close()  # the kill: the partial file stays
+    resumed = ImageSetWriter(tmp_path / "resumed.h5", 6, (5, 7), key="k")
+    assert resumed.done == 2
+    for i in range(2, 6, 2):
+        resumed.append(s.images[i:i + 2])
+    resumed.finish(s)
+    assert fingerprint(tmp_path / "resumed.h5") == fingerprint(tmp_path / "straight.h5")
+
+
+def test_data_key_follows_the_rows_read(tmp_path):
+    from synthetic_simplicity.core.imageset import data_key
+
+    write_imageset(tmp_path / "a.h5", make_set())
+    whole = H5Images(tmp_path / "a.h5")
+    assert data_key(whole) == data_key(H5Images(tmp_path / "a.h5"))
+    assert data_key(whole.view(np.arange(3))) != data_key(whole)
+    images = make_set().images
+    assert data_key(images) == data_key(images.copy()) != data_key(images[::-1])

@@ -138,7 +138,7 @@ def test_tiny_preset_on_slurm(cluster, tmp_path):
 
     # The cancelled training resumed from its checkpoint, not from step 0.
     dlog = (work / "logs/diffusion/mnist.log").read_text()
-    stats = torch.load(work / "results/mnist/diffusion/model.pt", weights_only=False)["stats"]
+    stats = torch.load(work / "results/mnist/diffusion/model.pt", weights_only=True)["stats"]
     print(f"diffusion resumed_from={stats['resumed_from']} steps={stats['steps']}")
     assert "resuming from" in dlog, dlog[-2000:]
     assert stats["resumed_from"] >= killed_at > 0 and stats["steps"] == 300, stats

@@ -241,6 +241,18 @@ def test_tiny_rule_logs(tiny):
 
 
 @pytest.mark.slow
+def test_every_torch_file_loads_without_running_code(tiny):
+    """model.pt of the generator and of every classifier load with weights_only=True (no pickle code)."""
+    import torch
+
+    workdir, _, cfg = tiny
+    files = sorted((workdir / "results").rglob("*.pt"))
+    assert {p.name for p in files} == {"model.pt"} and len(files) == 1 + len(run_dirs(workdir, cfg))
+    for path in files:
+        assert isinstance(torch.load(path, weights_only=True), dict), path
+
+
+@pytest.mark.slow
 def test_tiny_second_invocation_does_nothing(noop):
     assert "Nothing to be done" in noop
     assert "Job stats" not in noop
@@ -268,28 +280,31 @@ def test_tiny_rerun_is_deterministic(rerun):
 # --------------------------------------------------------------------------- kill and resume
 
 
-@pytest.mark.slow
-def test_killed_diffusion_job_resumes_from_its_checkpoint(tmp_path):
-    """SIGKILL the whole Snakemake process group mid-training; the rerun continues from the newest
-    checkpoint and ends with exactly the weights of an uninterrupted run."""
+LONGER_DIFFUSION = {"mnist": {"diffusion": {"steps": 300, "checkpoint_every": 20}}}
+DIFFUSION_MODEL = "results/mnist/diffusion/model.pt"
+
+
+def diffusion_args(tmp_path, extra: dict | None = None) -> list[str]:
+    override = tmp_path / "longer.yaml"
+    override.write_text(yaml.safe_dump(LONGER_DIFFUSION))
+    files = [str(TEST_CONFIG), str(override)]
+    if extra:
+        (tmp_path / "extra.yaml").write_text(yaml.safe_dump(extra))
+        files.append(str(tmp_path / "extra.yaml"))
+    return [DIFFUSION_MODEL, "--configfile", *files, "--config", "device=cpu", "--cores", "1"]
+
+
+def kill_at_first_checkpoint(workdir: Path, args: list[str]) -> int:
+    """Start the diffusion job, SIGKILL Snakemake's whole process group once a checkpoint exists, and
+    remove the lock the kill leaves (as users do); returns the step of the newest checkpoint."""
     import signal
     import time
 
-    import torch
-
-    override = tmp_path / "longer.yaml"
-    override.write_text(yaml.safe_dump({"mnist": {"diffusion": {"steps": 300, "checkpoint_every": 20}}}))
-    target = "results/mnist/diffusion/model.pt"
-    args = [target, "--configfile", str(TEST_CONFIG), str(override), "--config", "device=cpu", "--cores", "1"]
-    killed, straight = tmp_path / "killed", tmp_path / "straight"
-    killed.mkdir()
-    straight.mkdir()
-
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(killed), "--workflow-profile", "none", *args]
-    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir), "--workflow-profile", "none", *args]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    ckpts = killed / "results/mnist/diffusion/checkpoints"
+    ckpts = workdir / "results/mnist/diffusion/checkpoints"
     deadline = time.monotonic() + 300
     while not list(ckpts.glob("step_*.pt")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -297,19 +312,50 @@ def test_killed_diffusion_job_resumes_from_its_checkpoint(tmp_path):
     proc.wait()
     done = sorted(ckpts.glob("step_*.pt"))
     assert done, "no checkpoint was written before the deadline"
-    assert not (killed / target).exists(), "the run finished before it could be killed; raise steps"
-    killed_at = int(done[-1].stem.split("_")[1])
+    assert not (workdir / DIFFUSION_MODEL).exists(), "the run finished before it could be killed; raise steps"
+    check(snakemake(workdir, *args, "--unlock"))
+    return int(done[-1].stem.split("_")[1])
 
-    # A hard kill leaves Snakemake's lock behind; users remove it the same way.
-    check(snakemake(killed, *args, "--unlock"))
+
+@pytest.mark.slow
+def test_killed_diffusion_job_resumes_from_its_checkpoint(tmp_path):
+    """SIGKILL the whole Snakemake process group mid-training; the rerun continues from the newest
+    checkpoint and ends with exactly the weights of an uninterrupted run."""
+    import torch
+
+    args = diffusion_args(tmp_path)
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    killed.mkdir()
+    straight.mkdir()
+    killed_at = kill_at_first_checkpoint(killed, args)
     check(snakemake(killed, *args, "--rerun-incomplete"))
     log = (killed / "logs/diffusion/mnist.log").read_text()
-    resumed = torch.load(killed / target, weights_only=False)["stats"]["resumed_from"]
+    resumed = torch.load(killed / DIFFUSION_MODEL, weights_only=True)["stats"]["resumed_from"]
     assert resumed >= killed_at > 0, log[-2000:]
     assert "resuming from" in log
+    # The finished job's checkpoints are gone; model.pt supersedes them.
+    assert not (killed / "results/mnist/diffusion/checkpoints").exists()
 
     check(snakemake(straight, *args))
-    a = torch.load(killed / target, weights_only=False)["state_dict"]
-    b = torch.load(straight / target, weights_only=False)["state_dict"]
+    a = torch.load(killed / DIFFUSION_MODEL, weights_only=True)["state_dict"]
+    b = torch.load(straight / DIFFUSION_MODEL, weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_other_digits_never_resume_the_old_generator(tmp_path):
+    """The reported bug: a killed 2-vs-4 generator left checkpoints, then the digits changed to 3 vs 8
+    in the same directory (same diffusion section and row count). The new generator trains from step 0."""
+    import torch
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    kill_at_first_checkpoint(workdir, diffusion_args(tmp_path))
+    args = diffusion_args(tmp_path, {"mnist": {"data": {"digits": [3, 8]}}})
+    check(snakemake(workdir, *args, "--rerun-incomplete"))
+    log = (workdir / "logs/diffusion/mnist.log").read_text()
+    bundle = torch.load(workdir / DIFFUSION_MODEL, weights_only=True)
+    assert "resuming" not in log and "other training images" in log, log[-2000:]
+    assert bundle["stats"]["resumed_from"] == 0 and bundle["stats"]["steps"] == 300
+    assert bundle["class_names"] == ["3", "8"]

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from ..core.atomic import atomic_output
-from ..core.imageset import SOURCES, ImageSet
+from ..core.imageset import SOURCES, ImageSet, array_digest, data_key
 
 POOLS = ("real", "synthetic")
 
@@ -61,6 +61,9 @@ class PooledImages:
 
     def __len__(self) -> int:
         return len(self.m.index)
+
+    def data_key(self) -> str:
+        return array_digest(self.m.pool, self.m.index, np.array([data_key(p) for p in self.pools.values()]))
 
     def __getitem__(self, idx) -> np.ndarray:
         idx = np.atleast_1d(idx)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from torch import nn
+
+from ..core.runtime import load_torch
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pretrained weights not found (config key classifier.pretrained); "
                                 f"download them once, e.g. torchvision's state dict, or set it to null")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path)
     state = state.get("state_dict", state)
     own = model.state_dict()
     loaded, skipped = {}, []

@@ -17,7 +17,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.config import config_hash
-from ..core.runtime import atomic_torch_save, autocast, images_to_tensor
+from ..core.imageset import array_digest, data_key
+from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
 from ..core.seeds import derive_seed
 from .models import build_classifier, load_pretrained
 
@@ -89,12 +90,14 @@ def train_classifier(
         load_pretrained(model, cfg["pretrained"])
     model = model.to(device)
     opt = _optimizer(model, cfg)
+    # Everything that shapes the model: the section, the seed and exactly which images and targets.
     run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
-                           | {"seed": seed, "arch": architecture, "n": len(y_all)})
+                           | {"seed": seed, "arch": architecture, "images": data_key(images),
+                              "targets": array_digest(labels)})
     ckpt_path = Path(ckpt_path)
     epoch = 0
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = load_torch(ckpt_path)
         if state["hash"] == run_hash and state["epoch"] <= cfg["epochs"]:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])

@@ -81,6 +81,28 @@ def tensor_to_images(x: torch.Tensor) -> np.ndarray:
     return u8[:, 0] if u8.shape[1] == 1 else u8
 
 
+def _check_plain(obj, where: str) -> None:
+    """Only what ``torch.load(weights_only=True)`` accepts: tensors, numbers, strings, None and
+    containers of them. A numpy value would make the file unloadable without running its pickle."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_plain(k, where)
+            _check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+    elif not (obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, (torch.Tensor, torch.Size))):
+        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}; bundles hold only tensors, "
+                        "numbers, strings, lists and dicts (cast it, e.g. str() or .tolist())")
+
+
 def atomic_torch_save(obj, path: str | Path) -> None:
+    """torch.save under a temporary name; refuses anything ``load_torch`` could not read back."""
+    _check_plain(obj, "bundle")
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
+
+
+def load_torch(path: str | Path):
+    """A file the pipeline saved with torch.save, read so that it cannot run code (weights_only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)

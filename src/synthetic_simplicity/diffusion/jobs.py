@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, 
     bundle["precision"] = precision
     # Provenance that the generator saw training rows only (tests check it against the split).
     bundle["trained_on"] = {"split": "train", "n_images": len(rows),
-                            "subjects": None if real.subject is None else sorted(set(real.subject[rows]))}
+                            "subjects": None if real.subject is None else sorted(map(str, set(real.subject[rows])))}
     log.info("training stats: %s", bundle["stats"])
     atomic_torch_save(bundle, model_path)
 
@@ -51,4 +52,5 @@ def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, 
     images = sampling.sample_images(model, sampler, grid_conditions, seeds, tuple(bundle["image_shape"]),
                                     num_classes, 50, 1.0, 256, device, precision, progress=progress)
     plot_grid(images, labels, names, grid_path)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the job is complete; model.pt supersedes them
     return bundle

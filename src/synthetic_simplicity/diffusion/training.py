@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..core.config import config_hash
-from ..core.runtime import atomic_torch_save, autocast, images_to_tensor
+from ..core.imageset import array_digest, data_key
+from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
 from ..core.seeds import derive_seed
 from .model import build_unet, condition_tensor, drop_conditions, make_train_scheduler, pad_to, padded_size
 
@@ -28,18 +29,20 @@ log = logging.getLogger(__name__)
 RESUMABLE_KEYS = ("steps", "checkpoint_every", "keep_checkpoints", "grid_per_class")
 
 
-def _latest_checkpoint(ckpt_dir: Path, run_hash: str) -> dict | None:
-    """This run's newest checkpoint; newer ones from another config are removed as stale.
+def _latest_checkpoint(ckpt_dir: Path, run_hash: str, steps: int) -> dict | None:
+    """This run's newest checkpoint within ``steps``; others are removed as stale.
 
     Pruning keeps the newest ``keep_checkpoints`` files by step number, so a stale step_00000500
-    left by another config would otherwise outrank (and delete) every checkpoint this run writes.
+    left by another config, other training images or a longer budget would otherwise outrank (and
+    delete) every checkpoint this run writes.
     """
     for path in sorted(ckpt_dir.glob("step_*.pt"), reverse=True):
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("hash") == run_hash:
+        state = load_torch(path)
+        if state.get("hash") == run_hash and state["step"] <= steps:
             log.info("resuming from %s (step %d)", path, state["step"])
             return state
-        log.warning("removing %s: written by a different diffusion config", path)
+        log.warning("removing %s: written by a different diffusion config, other training images or a "
+                    "longer budget", path)
         path.unlink()
     return None
 
@@ -64,8 +67,10 @@ def train_diffusion(
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     y_all = condition_tensor(conditions)
     cond_dim = None if y_all.ndim == 1 else y_all.shape[1]
+    # Everything that shapes the model: the section, the seed and exactly which images and conditions.
     run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
-                           | {"seed": seed, "n": len(y_all), "num_classes": num_classes, "cond_dim": cond_dim})
+                           | {"seed": seed, "images": data_key(images), "conditions": array_digest(conditions),
+                              "num_classes": num_classes, "cond_dim": cond_dim})
     channels, h, w = images_to_tensor(images[np.arange(1)]).shape[1:]
     size = padded_size(max(h, w), len(cfg["block_out_channels"]))
 
@@ -78,7 +83,7 @@ def train_diffusion(
                             fused=True)
     sched = make_train_scheduler(cfg)
     step = 0
-    state = _latest_checkpoint(ckpt_dir, run_hash)
+    state = _latest_checkpoint(ckpt_dir, run_hash, cfg["steps"])
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

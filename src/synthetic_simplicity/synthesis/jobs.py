@@ -9,7 +9,7 @@ import numpy as np
 
 from ..core.config import config_hash
 from ..core.imageset import SOURCES, SPLITS, ImageSet, ImageSetWriter, read_imageset
-from ..core.runtime import job_runtime
+from ..core.runtime import job_runtime, load_torch
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,11 @@ class SynthesisQualityError(RuntimeError):
 
 def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, seed: int, device_name: str,
                      threads: int | None = None, progress: bool = True) -> ImageSet:
-    import torch
-
     from . import sampling
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
     real = read_imageset(real_path, images=False)
-    bundle = torch.load(model_path, map_location="cpu", weights_only=False)
+    bundle = load_torch(model_path)
 
     labels, seeds, split = [], [], []
     for pool, key in (("train", "train_per_class"), ("test", "test_per_class")):
@@ -53,13 +51,11 @@ def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, 
 def sample_replicas(real_path: str, model_path: str, out_path: str, cfg: dict, replicas: int, seed: int,
                     device_name: str, threads: int | None = None, progress: bool = True) -> ImageSet:
     """``replicas`` synthetic copies of every real training row, each with its row's condition."""
-    import torch
-
     from ..assembly.supplementation import replica_plan
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
     plan = replica_plan(read_imageset(real_path, images=False), replicas, seed)
-    bundle = torch.load(model_path, map_location="cpu", weights_only=False)
+    bundle = load_torch(model_path)
     _sample_to_imageset(out_path, plan, plan.cond, bundle, model_path, cfg, seed, device, precision, progress)
     return plan
 
