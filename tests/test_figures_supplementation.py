@@ -7,7 +7,9 @@ from PIL import Image
 from synthetic_simplicity.figures.supplementation import K_LABEL, plot_label_heatmap, plot_supplementation
 
 CI = "95% percentile bootstrap over test subjects (2000 resamples)"
-P = "one-sided paired bootstrap vs real only, Holm-adjusted"
+P = "paired bootstrap vs real only; holm-adjusted over the labels tested in this group"
+POINT = "mean of per-run AUROCs over 3 seed(s)"
+FEW = "not tested: 3 positive / 4997 negative test images, fewer than evaluation.min_positives=10"
 LABELS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
           "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
           "Pneumothorax", "Support Devices"]
@@ -35,17 +37,26 @@ def table(labels=LABELS, archs=("densenet121",), test_sets=("internal", "mimic")
                         v = np.nan
                     vals.append(v)
                     p = np.nan if ref else (0.001 if protocol == "real+synthetic" and k >= 5 else 0.3)
-                    recs.append((arch, ts, protocol, k, f"auroc:{lab}", v, v - 0.02, v + 0.02, p))
+                    if protocol == "real+synthetic" and k == 2:
+                        p = 0.005  # significant alone, not after adjustment (x3 below)
+                    if ts == "mimic" and lab == "Fracture" and protocol == "real+synthetic" and k == 1:
+                        p = np.nan  # too few positives to be tested
+                    recs.append((arch, ts, protocol, k, f"auroc:{lab}", v, v - 0.02, v + 0.02, p,
+                                 min(1.0, 3 * p)))
                 m = float(np.nanmean(vals))
                 p = np.nan if ref else (0.004 if protocol == "real+synthetic" and k >= 2 else 0.2)
-                recs.append((arch, ts, protocol, k, "auroc_macro", m, m - 0.01, m + 0.01, p))
+                recs.append((arch, ts, protocol, k, "auroc_macro", m, m - 0.01, m + 0.01, p, p))
     t = pd.DataFrame(recs, columns=["arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high",
-                                    "p_value"])
+                                    "p_value", "p_adjusted"])
     t["n_seeds"], t["n_images"], t["n_subjects"] = 3, 0, 0
     t.loc[t["test_set"] == "internal", ["n_images", "n_subjects"]] = (2000, 900)
     t.loc[t["test_set"] != "internal", ["n_images", "n_subjects"]] = (5000, 3100)
-    t["ci_method"] = CI
+    t["n_pos"], t["n_neg"], t["n_boot_valid"] = 50, 4950, 2000
+    t["point_method"], t["ci_method"] = POINT, CI
     t["p_method"] = np.where(t["p_value"].isna(), "", P)
+    few = (t["test_set"] == "mimic") & (t["metric"] == "auroc:Fracture") & (t["k"] == 1) \
+        & (t["protocol"] == "real+synthetic")
+    t.loc[few, "p_method"] = FEW
     return t
 
 
@@ -94,7 +105,7 @@ def test_plot_supplementation(tmp_path):
     stars = [x for x in ax.texts if x.get_text() == "*"]
     assert len(stars) == int((macro["p_value"] < 0.01).sum()) == 3
     text = caption(fig)
-    assert CI in text and P in text and "3 seeds" in text
+    assert CI in text and P in text and "3 seeds" in text and POINT in text
 
     fig = plot_supplementation(t, tmp_path / "s.png", "png")
     check_file(tmp_path / "s.png")
@@ -132,16 +143,20 @@ def test_plot_label_heatmap(tmp_path):
     assert arr[LABELS.index("Edema"), cols.index("real+synthetic · k=5")] == pytest.approx(want)
     texts = {(round(x.get_position()[1]), round(x.get_position()[0])): x.get_text() for x in ax.texts}
     cell = texts[(LABELS.index("Edema"), cols.index("real+synthetic · k=5"))]
-    assert cell == f"{want:+.2f}*"  # p = 0.001
+    assert cell == f"{want:+.2f}*"  # adjusted p = 0.003
     assert not texts[(LABELS.index("Edema"), cols.index("real+synthetic · k=1"))].endswith("*")
+    # p = 0.005 alone, 0.015 after adjustment: the heatmap marks adjusted p-values only
+    assert not texts[(LABELS.index("Edema"), cols.index("real+synthetic · k=2"))].endswith("*")
     assert texts[(LABELS.index("Fracture"), cols.index("synthetic only · k=10"))] == "n/a"
     assert np.ma.is_masked(arr[LABELS.index("Fracture"), cols.index("synthetic only · k=10")])
     mimic = axes[1]
     row = LABELS.index("Pleural Other")
     assert all(x.get_text() == "n/a" for x in mimic.texts if round(x.get_position()[1]) == row)
     assert mcolors.to_hex(mimic.images[0].cmap.get_bad()) == mcolors.to_hex("0.85")
+    mimic_texts = {(round(x.get_position()[1]), round(x.get_position()[0])): x.get_text() for x in mimic.texts}
+    assert mimic_texts[(LABELS.index("Fracture"), cols.index("real+synthetic · k=1"))].endswith("†")
     text = caption(fig)
-    assert CI in text and P in text
+    assert CI in text and P in text and "adjusted p < 0.01" in text and "† not tested" in text
 
     plot_label_heatmap(t, tmp_path / "h.png", "png")
     check_file(tmp_path / "h.png")

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import norm
 
 from synthetic_simplicity.evaluation.auroc import (
-    COLUMNS, _boot_auroc, _draw_weights, _resamples, auroc, cluster_bootstrap, delong_test, label_targets,
+    COLUMNS, _boot_auroc, _draw_weights, _resamples, adjust_p, auroc, cluster_bootstrap, label_targets,
     per_label_auroc, run_auroc, supplementation_table,
 )
 
@@ -17,22 +17,6 @@ def pairwise_auroc(y, s):
     pos, neg = s[y == 1], s[y == 0]
     diff = pos[:, None] - neg[None, :]
     return ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
-
-
-def slow_delong(y, a, b):
-    """DeLong et al. (1988) as written: V10/V01 from the kernel psi over all pairs, then S10/m + S01/n."""
-    comps = []
-    for s in (a, b):
-        x, z = s[y == 1], s[y == 0]
-        psi = (x[:, None] > z[None, :]) + 0.5 * (x[:, None] == z[None, :])
-        comps.append((psi.mean(axis=1), psi.mean(axis=0)))
-    m, n = (y == 1).sum(), (y == 0).sum()
-    s10 = np.cov(comps[0][0], comps[1][0])
-    s01 = np.cov(comps[0][1], comps[1][1])
-    cov = s10 / m + s01 / n
-    aucs = [c[0].mean() for c in comps]
-    z = (aucs[0] - aucs[1]) / math.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    return aucs[0], aucs[1], 2 * norm.sf(abs(z))
 
 
 def test_auroc_matches_pairwise_count_with_ties():
@@ -84,54 +68,6 @@ def test_run_auroc_skips_dropped_rows_and_undefined_labels():
     json.dumps(m, allow_nan=False)
     y, p = label_targets(frame, ["A", "B"])
     np.testing.assert_array_equal(per_label_auroc(y, p), [1.0, np.nan])
-
-
-def test_delong_detects_a_better_scorer():
-    rng = np.random.default_rng(1)
-    y = (rng.random(2000) < 0.3).astype(float)
-    good = y + rng.normal(0, 0.7, 2000)
-    weak = y + rng.normal(0, 2.0, 2000)
-    auc_g, auc_w, p = delong_test(y, good, weak)
-    assert auc_g == pytest.approx(auroc(y, good)) and auc_w == pytest.approx(auroc(y, weak))
-    assert auc_g > auc_w and p < 1e-6
-
-
-def test_delong_same_scorer_noisy_copies_not_significant_and_calibrated():
-    rng = np.random.default_rng(2)
-    y = (rng.random(2000) < 0.3).astype(float)
-    base = y + rng.normal(0, 1.0, 2000)
-    a, b = base + rng.normal(0, 0.3, 2000), base + rng.normal(0, 0.3, 2000)
-    _, _, p = delong_test(y, a, b)
-    assert p > 0.2
-    # Under the null, p is uniform: about 5% of repeats fall below 0.05.
-    ps = []
-    for _ in range(300):
-        yy = (rng.random(300) < 0.4).astype(float)
-        bb = yy + rng.normal(0, 1.0, 300)
-        ps.append(delong_test(yy, bb + rng.normal(0, 0.5, 300), bb + rng.normal(0, 0.5, 300))[2])
-    assert 0.01 <= np.mean(np.array(ps) < 0.05) <= 0.10
-
-
-def test_delong_symmetric_and_matches_direct_formula():
-    rng = np.random.default_rng(3)
-    y = (rng.random(60) < 0.4).astype(float)
-    a = np.round(y + rng.normal(0, 1, 60), 1)  # ties within and across classes
-    b = np.round(0.5 * y + rng.normal(0, 1, 60), 1)
-    auc_a, auc_b, p = delong_test(y, a, b)
-    auc_b2, auc_a2, p2 = delong_test(y, b, a)
-    assert (auc_a, auc_b, p) == pytest.approx((auc_a2, auc_b2, p2), abs=1e-12)
-    assert (auc_a, auc_b, p) == pytest.approx(slow_delong(y, a, b), abs=1e-12)
-    assert 0 < p < 1
-
-
-def test_delong_degenerate_cases():
-    y = np.array([0, 0, 1, 1, 0, 1], dtype=float)
-    s = np.array([0.1, 0.5, 0.4, 0.9, 0.3, 0.2])
-    assert delong_test(y, s, s)[2] == 1.0  # identical scorers: zero variance, equal AUROCs
-    perfect, flat = np.array([0, 0, 1, 1, 0, 1.0]), np.full(6, 0.5)
-    assert delong_test(y, perfect, flat) == (1.0, 0.5, 0.0)
-    assert math.isnan(delong_test(np.array([0, 0, 1.0]), s[:3], s[:3][::-1])[2])  # one positive
-    assert all(math.isnan(v) for v in delong_test(np.zeros(3), s[:3], s[:3]))
 
 
 def test_cluster_bootstrap_keeps_whole_patients_and_is_deterministic():
@@ -204,7 +140,7 @@ def table_inputs():
 
 @pytest.fixture(scope="module")
 def table(table_inputs):
-    return supplementation_table(table_inputs[0], LABELS, n_boot=200, ci=0.95, seed=11)
+    return supplementation_table(table_inputs[0], LABELS, n_boot=200, ci=0.95, seed=11, min_positives=5)
 
 
 def cell(table, arch, k, metric, protocol="real+synthetic"):
@@ -215,8 +151,9 @@ def cell(table, arch, k, metric, protocol="real+synthetic"):
 
 def test_table_layout(table, table_inputs):
     assert list(table.columns) == list(COLUMNS) == [
-        "arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high", "p_value",
-        "n_seeds", "n_images", "n_subjects", "ci_method", "p_method"]
+        "arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high", "p_value", "p_adjusted",
+        "n_seeds", "n_images", "n_subjects", "n_pos", "n_neg", "n_boot_valid", "point_method", "ci_method",
+        "p_method"]
     groups = [("a", "real+synthetic", 0), ("a", "real+synthetic", 5), ("b", "real+synthetic", 0),
               ("b", "real+synthetic", 1), ("c", "synthetic only", 5)]
     metrics = ["auroc_macro"] + [f"auroc:{name}" for name in LABELS]
@@ -226,37 +163,52 @@ def test_table_layout(table, table_inputs):
     y = table_inputs[1]
     macro = table[table.metric == "auroc_macro"]
     assert (macro.n_images == len(y)).all() and (macro.n_subjects == len(y) // 2).all()
-    a_label = cell(table, "a", 0, "auroc:A")
+    a_label = cell(table, "a", 5, "auroc:A")
     assert a_label.n_images == (y[:, 0] != -1).sum()  # uncertain rows dropped, NaN kept as negative
-    assert macro.ci_method.iloc[0] == (
-        "95% CI: patient-level bootstrap (200 resamples) of macro AUROC on seed-mean probabilities")
-    assert a_label.ci_method == "95% CI: patient-level bootstrap (200 resamples) of AUROC on seed-mean probabilities"
-    assert macro.p_method.iloc[0] == (
-        "vs real only (k=0): paired patient-level bootstrap of macro AUROC (200 resamples)")
-    assert a_label.p_method == "vs real only (k=0): DeLong test on seed-mean probabilities"
+    assert a_label.n_pos == (y[:, 0] == 1).sum() and a_label.n_pos + a_label.n_neg == a_label.n_images
+    assert macro.n_pos.iloc[0] == min((y[:, j] == 1).sum() for j in range(3))  # the smallest defined label
+    assert a_label.point_method == "mean of per-run AUROCs over 2 seed(s)"
+    assert macro.point_method.iloc[0].endswith("averaged over the 3 labels defined on this test set")
+    assert a_label.ci_method == "95% CI: percentile bootstrap over patients and seeds (200 resamples)"
+    assert macro.p_method.iloc[1] == (
+        "vs real only (k=0): paired patient-level bootstrap of the difference (200 resamples)")
+    assert a_label.p_method == ("vs real only (k=0): paired patient-level bootstrap of the difference (200 "
+                                "resamples); holm-adjusted over the 3 labels tested in this group")
+    assert cell(table, "a", 0, "auroc:A").p_method == "not tested (this is the reference or it has none)"
+    assert cell(table, "a", 5, "auroc:Empty").p_method == "not tested: AUROC undefined on this test set"
 
 
-def test_table_point_estimate_on_seed_mean_probabilities(table, table_inputs):
+def test_table_point_estimate_is_the_mean_of_per_run_aurocs(table, table_inputs):
     runs, _ = table_inputs
     frames = [r["frame"] for r in runs if (r["arch"], r["k"]) == ("a", 5)]
     y, _ = label_targets(frames[0], LABELS)
-    mean_p = np.mean([label_targets(f, LABELS)[1] for f in frames], axis=0)
-    aucs = per_label_auroc(y, mean_p)
+    per_run = np.mean([per_label_auroc(y, label_targets(f, LABELS)[1]) for f in frames], axis=0)
     for j, name in enumerate(LABELS[:3]):
-        assert cell(table, "a", 5, f"auroc:{name}").value == pytest.approx(aucs[j])
-    assert cell(table, "a", 5, "auroc_macro").value == pytest.approx(np.mean(aucs[:3]))
+        assert cell(table, "a", 5, f"auroc:{name}").value == pytest.approx(per_run[j])
+    assert cell(table, "a", 5, "auroc_macro").value == pytest.approx(np.mean(per_run[:3]))
     empty = cell(table, "a", 5, "auroc:Empty")  # no positives: undefined, left out of the macro
     assert math.isnan(empty.value) and math.isnan(empty.ci_low) and math.isnan(empty.p_value)
+
+
+def test_table_ensemble_point_estimate_on_seed_mean_probabilities(table_inputs):
+    runs, _ = table_inputs
+    ensemble = supplementation_table(runs, LABELS, n_boot=100, ci=0.95, seed=11, point="ensemble")
+    frames = [r["frame"] for r in runs if (r["arch"], r["k"]) == ("a", 5)]
+    y, _ = label_targets(frames[0], LABELS)
+    aucs = per_label_auroc(y, np.mean([label_targets(f, LABELS)[1] for f in frames], axis=0))
+    assert cell(ensemble, "a", 5, "auroc:B").value == pytest.approx(aucs[1])
+    assert cell(ensemble, "a", 5, "auroc:B").point_method == "AUROC of seed-mean probabilities (2 seed(s))"
+    assert cell(ensemble, "a", 5, "auroc:B").ci_method.endswith("over patients (100 resamples)")
 
 
 def test_table_better_group_is_significant(table):
     ref, better = cell(table, "a", 0, "auroc_macro"), cell(table, "a", 5, "auroc_macro")
     assert better.value > ref.value
     assert better.p_value < 0.05
-    assert better.ci_low > ref.value or better.ci_high < ref.value  # CI excludes the reference
-    assert better.ci_low > ref.ci_high
+    assert better.ci_low > ref.ci_high  # the intervals do not even overlap
     for name in LABELS[:3]:
-        assert cell(table, "a", 5, f"auroc:{name}").p_value < 0.05
+        row = cell(table, "a", 5, f"auroc:{name}")
+        assert row.p_value < 0.05 and row.p_value <= row.p_adjusted < 0.05
 
 
 def test_table_identical_groups(table):
@@ -279,7 +231,7 @@ def test_table_ci_contains_point_estimate(table):
 
 
 def test_table_is_deterministic(table, table_inputs):
-    again = supplementation_table(table_inputs[0], LABELS, n_boot=200, ci=0.95, seed=11)
+    again = supplementation_table(table_inputs[0], LABELS, n_boot=200, ci=0.95, seed=11, min_positives=5)
     pd.testing.assert_frame_equal(table, again)
 
 
@@ -294,3 +246,80 @@ def test_table_rejects_bad_runs(table_inputs):
         supplementation_table([dict(runs[0], protocol="real only")], LABELS, n_boot=10, ci=0.95, seed=0)
     with pytest.raises(ValueError, match="ci"):
         supplementation_table(runs, LABELS, n_boot=10, ci=95, seed=0)
+    with pytest.raises(ValueError, match="p_adjust"):
+        supplementation_table(runs, LABELS, n_boot=10, ci=0.95, seed=0, p_adjust="bonferroni")
+    with pytest.raises(ValueError, match="point"):
+        supplementation_table(runs, LABELS, n_boot=10, ci=0.95, seed=0, point="median")
+
+
+def test_adjust_p_holm_and_bh_known_values():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
+    # Holm: sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1, running maximum.
+    np.testing.assert_allclose(adjust_p(p, "holm"), [0.04, 0.09, np.nan, 0.09, 0.5])
+    # BH: sorted times 4/1, 4/2, 4/3, 4/4, running minimum from the top.
+    np.testing.assert_allclose(adjust_p(p, "bh"), [0.04, 0.04 * 4 / 3, np.nan, 0.04 * 4 / 3, 0.5])
+    np.testing.assert_allclose(adjust_p(p, "none"), p)
+    assert np.isnan(adjust_p(np.array([np.nan]), "holm")).all()
+    np.testing.assert_allclose(adjust_p(np.array([0.6, 0.7]), "holm"), [1.0, 1.0])  # capped at 1
+
+
+def pair_of_runs(rng, n_patients, images_per_patient, effect):
+    """Reference and candidate scores on one test set where every image of a patient scores alike."""
+    subject = np.repeat([f"p{i}" for i in range(n_patients)], images_per_patient)
+    y = np.repeat((rng.random(n_patients) < 0.5).astype(float), images_per_patient)
+    base = np.repeat(rng.normal(0, 1, n_patients), images_per_patient) + y
+    frames = {}
+    for k, shift in ((0, 0.0), (1, effect)):
+        score = base + shift * y + np.repeat(rng.normal(0, 0.3, n_patients), images_per_patient)
+        frames[k] = pd.DataFrame({"subject": subject, "index": np.arange(len(y)), "y:A": y,
+                                  "p:A": 1 / (1 + np.exp(-score))})
+    return [{"arch": "a", "protocol": "real+synthetic", "k": k, "seed": 0, "test_set": "t", "frame": f}
+            for k, f in frames.items()]
+
+
+def test_per_label_p_respects_patient_clustering():
+    """Ten identical images per patient are one patient's evidence, not ten: the patient-level test
+    gives a larger p than the same scores with every image counted as its own patient."""
+    runs = pair_of_runs(np.random.default_rng(5), 60, 10, effect=0.2)
+    clustered = supplementation_table(runs, ["A"], n_boot=400, ci=0.95, seed=1)
+    unclustered_runs = [dict(r, frame=r["frame"].assign(subject=r["frame"]["index"].astype(str))) for r in runs]
+    naive = supplementation_table(unclustered_runs, ["A"], n_boot=400, ci=0.95, seed=1)
+    p_clustered = clustered[(clustered.k == 1) & (clustered.metric == "auroc:A")].p_value.iloc[0]
+    p_naive = naive[(naive.k == 1) & (naive.metric == "auroc:A")].p_value.iloc[0]
+    assert p_naive < 0.05 < p_clustered
+    width = lambda tb: (tb.ci_high - tb.ci_low)[tb.metric == "auroc:A"].iloc[0]  # noqa: E731
+    assert width(clustered) > 2 * width(naive)
+
+
+def test_few_positives_get_no_p_value():
+    runs = pair_of_runs(np.random.default_rng(4), 200, 1, effect=2.0)
+    for r in runs:  # keep 6 positives
+        f = r["frame"]
+        pos = np.flatnonzero(f["y:A"] == 1)
+        f.loc[pos[6:], "y:A"] = 0.0
+    table = supplementation_table(runs, ["A"], n_boot=100, ci=0.95, seed=1, min_positives=10)
+    row = table[(table.k == 1) & (table.metric == "auroc:A")].iloc[0]
+    assert row.n_pos == 6 and math.isnan(row.p_value) and math.isnan(row.p_adjusted)
+    assert row.p_method == ("not tested: 6 positive / 194 negative test images, fewer than "
+                            "evaluation.min_positives=10")
+    assert not math.isnan(row.ci_low)  # the estimate and its interval are still given
+    tested = supplementation_table(runs, ["A"], n_boot=100, ci=0.95, seed=1, min_positives=5)
+    assert not math.isnan(tested[(tested.k == 1) & (tested.metric == "auroc:A")].p_value.iloc[0])
+
+
+def test_macro_uses_the_same_labels_in_every_resample():
+    """A rare label missing from some resamples makes those resamples' macro undefined instead of
+    silently averaging over fewer labels."""
+    rng = np.random.default_rng(5)
+    runs = pair_of_runs(rng, 150, 1, effect=0.5)
+    for r in runs:
+        f = r["frame"]
+        f["y:Rare"] = 0.0
+        f.loc[[3, 77], "y:Rare"] = 1.0  # two positive patients
+        f["p:Rare"] = rng.random(len(f))
+    table = supplementation_table(runs, ["A", "Rare"], n_boot=300, ci=0.95, seed=2, min_positives=0)
+    macro = table[(table.k == 1) & (table.metric == "auroc_macro")].iloc[0]
+    rare = table[(table.k == 1) & (table.metric == "auroc:Rare")].iloc[0]
+    assert rare.n_boot_valid < 300 and macro.n_boot_valid == rare.n_boot_valid
+    a = table[(table.k == 1) & (table.metric == "auroc:A")].iloc[0]
+    assert macro.value == pytest.approx((a.value + rare.value) / 2)

@@ -53,7 +53,9 @@ def test_supplementation_figures_and_table(cxr_run):
     reference = macro[(macro["protocol"] == "real+synthetic") & (macro["k"] == 0)]
     assert reference["p_value"].isna().all() and macro.drop(reference.index)["p_value"].between(0, 1).all()
     assert (macro["ci_low"] <= macro["value"]).all() and (macro["value"] <= macro["ci_high"]).all()
-    assert table["ci_method"].str.contains("patient-level bootstrap").all()
+    assert table["ci_method"].str.contains("percentile bootstrap over patients").all()
+    labels = table[table["metric"].str.startswith("auroc:")]
+    assert (labels["n_pos"] + labels["n_neg"] == labels["n_images"]).all()  # what each number stands on
     assert len(table[table["metric"].str.startswith("auroc:")]["metric"].unique()) == 14
     assert job_stats(out)["train_supplementation"] == 6
 
@@ -65,7 +67,9 @@ def test_generator_and_splits_respect_patients(cxr_run):
     patients = {name: set(real.subject[real.split == code]) for name, code in SPLITS.items()}
     assert patients["train"] and patients["test"]
     assert not patients["train"] & patients["test"] and not patients["val"] & (patients["train"] | patients["test"])
-    bundle = torch.load(workdir / "results/chexpert/diffusion/model.pt", weights_only=False)
+    bundle = torch.load(workdir / "results/chexpert/diffusion/model.pt", weights_only=True)
+    for model in (workdir / "results/chexpert/runs").rglob("model.pt"):
+        assert torch.load(model, weights_only=True)["class_names"] == real.class_names
     assert set(bundle["trained_on"]["subjects"]) == patients["train"]
     assert bundle["cond_dim"] == 22 and real.cond.shape[1] == 22 and real.labels.shape[1] == 14
 

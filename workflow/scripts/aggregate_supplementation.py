@@ -5,11 +5,4 @@ from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
 p = snakemake.params
-jobs.aggregate_supplementation(
-    snakemake.input.predictions,
-    p.runs,
-    snakemake.output.table,
-    p.evaluation["bootstrap"],
-    p.evaluation["ci"],
-    p.seed,
-)
+jobs.aggregate_supplementation(snakemake.input.predictions, p.runs, snakemake.output.table, p.evaluation, p.seed)

@@ -14,14 +14,19 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.stats import norm, rankdata
+from scipy.stats import rankdata
+
+from ..core.seeds import derive_seed
 
 PROTOCOLS = ("real+synthetic", "synthetic only", "external mixing")
 REFERENCE = ("real+synthetic", 0)  # (protocol, k) of the real-only baseline every group is tested against
 MACRO = "auroc_macro"
 RUN_KEYS = ("arch", "protocol", "k", "seed", "test_set", "frame")
-COLUMNS = ("arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high", "p_value",
-           "n_seeds", "n_images", "n_subjects", "ci_method", "p_method")
+COLUMNS = ("arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high", "p_value", "p_adjusted",
+           "n_seeds", "n_images", "n_subjects", "n_pos", "n_neg", "n_boot_valid", "point_method", "ci_method",
+           "p_method")
+POINTS = ("run_mean", "ensemble")
+P_ADJUST = ("holm", "bh", "none")
 
 
 def _binary_scores(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,49 +99,6 @@ def run_auroc(frame: pd.DataFrame, labels: list[str]) -> dict:
         out[f"count_neg:{name}"] = int((y[:, j] == 0).sum())
     out[MACRO] = _none_if_nan(float(_macro(aucs)))
     return out
-
-
-def _placements(pos: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DeLong's structural components: per positive, the share of negatives it outranks; per
-    negative, the share of positives outranking it (ties half).
-
-    These are Sun & Xu's midrank differences (rank among all minus rank within the class, over the
-    other class's size), read off one sort as counts per group of tied scores.
-    """
-    order = np.argsort(score, kind="stable")
-    s = score[order]
-    tie = np.empty(len(score), dtype=np.int64)
-    tie[order] = np.concatenate([[0], np.cumsum(s[1:] != s[:-1])])  # tie-group id (ascending) per case
-    pos_in = np.bincount(tie, weights=pos)
-    neg_in = np.bincount(tie, weights=~pos)
-    pos_below = np.cumsum(pos_in) - pos_in
-    neg_below = np.cumsum(neg_in) - neg_in
-    # Case order is kept: the two scorers' components are paired per case in the covariance.
-    v_pos = (neg_below + neg_in / 2)[tie[pos]] / neg_in.sum()
-    v_neg = 1.0 - (pos_below + pos_in / 2)[tie[~pos]] / pos_in.sum()
-    return v_pos, v_neg
-
-
-def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> tuple[float, float, float]:
-    """(auc_a, auc_b, two-sided p) of DeLong's test for two correlated AUROCs on the same cases.
-
-    p is NaN when either class has fewer than two cases (no variance estimate). A zero variance of
-    the difference gives p = 1 for equal AUROCs and 0 otherwise.
-    """
-    pos, score_a = _binary_scores(y, score_a)
-    _, score_b = _binary_scores(y, score_b)
-    m, n = int(pos.sum()), int((~pos).sum())
-    if m == 0 or n == 0:
-        return math.nan, math.nan, math.nan
-    (a_pos, a_neg), (b_pos, b_neg) = _placements(pos, score_a), _placements(pos, score_b)
-    auc_a, auc_b = float(a_pos.mean()), float(b_pos.mean())
-    if m < 2 or n < 2:
-        return auc_a, auc_b, math.nan
-    cov = np.cov(a_pos, b_pos) / m + np.cov(a_neg, b_neg) / n
-    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
-    if not var > 0:
-        return auc_a, auc_b, 1.0 if auc_a == auc_b else 0.0
-    return auc_a, auc_b, float(2 * norm.sf(abs(auc_a - auc_b) / math.sqrt(var)))
 
 
 def _resamples(subject: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, int, Iterator[np.ndarray]]:
@@ -250,7 +212,7 @@ def _test_set_inputs(runs: list[dict], labels: list[str]) -> tuple[np.ndarray, n
     for r in runs:
         f = r["frame"]
         ry, rp = label_targets(f, labels)
-        # Pairing (shared resamples, DeLong) needs every run to score the same rows in the same order.
+        # Pairing (shared patient resamples) needs every run to score the same rows in the same order.
         if not (len(f) == len(subject) and np.array_equal(f["subject"].astype(str).to_numpy(), subject)
                 and np.array_equal(f["index"].to_numpy(), index)):
             raise ValueError(f"run {name(r)} scores other rows (subject/index order) than run {name(first)}")
@@ -262,17 +224,82 @@ def _test_set_inputs(runs: list[dict], labels: list[str]) -> tuple[np.ndarray, n
     return subject, y, groups
 
 
-def supplementation_table(runs: list[dict], labels: list[str], n_boot: int, ci: float,
-                          seed: int) -> pd.DataFrame:
+def adjust_p(p: np.ndarray, method: str) -> np.ndarray:
+    """Multiplicity-adjusted p-values of one family (NaN entries are not tested and stay NaN).
+
+    holm: Holm's step-down (family-wise error); bh: Benjamini-Hochberg (false discovery rate).
+    """
+    if method not in P_ADJUST:
+        raise ValueError(f"p_adjust must be one of {P_ADJUST}, got {method!r}")
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    if m == 0 or method == "none":
+        out[ok] = p[ok]
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    ranked = p[order]
+    if method == "holm":
+        adjusted = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        adjusted = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def _run_draws(n_runs: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_runs) run indices drawn with replacement per resample: seeds are a source of variance.
+    Groups with as many runs share the draws (run i is seed i in each), as they share the patients."""
+    return np.random.default_rng(seed).integers(0, n_runs, (n_boot, n_runs))
+
+
+def _group_estimates(y: np.ndarray, ps: list[np.ndarray], keep: np.ndarray, codes: np.ndarray,
+                     weights: np.ndarray, point: str, draw_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(point (L,), resamples (n_boot, L)) of one group's per-label AUROC.
+
+    run_mean: the mean of the runs' AUROCs; each resample draws patients (``weights``) and runs
+    (``_run_draws(len(ps), n_boot, draw_seed)``). ensemble: the AUROC of the seed-mean
+    probabilities on each patient resample.
+    """
+    scorers = [np.mean(ps, axis=0)] if point == "ensemble" else ps
+    points = np.stack([per_label_auroc(y, s) for s in scorers])  # (runs, L)
+    boots = np.stack([np.column_stack([_boot_auroc(y[kept, j], s[kept, j], codes[kept], weights)
+                                       for j, kept in enumerate(keep)]) for s in scorers])  # (runs, n_boot, L)
+    if len(scorers) == 1:
+        return points[0], boots[0]
+    draws = _run_draws(len(scorers), weights.shape[1], draw_seed)
+    resampled = boots[draws, np.arange(weights.shape[1])[:, None]].mean(axis=1)  # (n_boot, L)
+    return points.mean(axis=0), resampled
+
+
+def _fixed_macro(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean over the same ``labels`` in every row; NaN where one of them is undefined in that row."""
+    v = values[..., labels]
+    return v.mean(axis=-1) if len(labels) else np.full(v.shape[:-1], np.nan)
+
+
+def supplementation_table(runs: list[dict], labels: list[str], n_boot: int, ci: float, seed: int,
+                          point: str = "run_mean", p_adjust: str = "holm", min_positives: int = 10) -> pd.DataFrame:
     """Long table: one row per (arch, test_set, protocol, k, metric), AUROC with CI and p vs real only.
 
-    Point estimates and resamples use the seed-mean probabilities of each group; every group of a
-    test set shares the same patient-level resamples, so CIs and the macro p-value are paired.
-    n_images / n_subjects count the rows and patients a metric is computed on (a label drops its
-    uncertain rows).
+    ``point``: the value is the mean of the per-run AUROCs (``run_mean``; resamples draw patients and
+    runs, so seeds add to the interval) or the AUROC of the seed-mean probabilities (``ensemble``;
+    resamples draw patients). Every group of a test set shares the same patient resamples, so
+    comparisons are paired: the p-value of a label or of the macro AUROC is the two-sided paired
+    bootstrap test of its difference from real only (protocol real+synthetic, k = 0) of the same
+    architecture. Per-label p-values are adjusted over the labels of their group (``p_adjust``) and
+    not given where a label has fewer than ``min_positives`` positive or negative test images. The
+    macro AUROC is the mean over the labels defined on the whole test set, the same set in every
+    resample (a resample where one of them is undefined is left out: ``n_boot_valid``).
+    n_images / n_subjects / n_pos / n_neg count what a metric is computed on (a label drops its
+    uncertain rows; a macro row gives the smallest label's counts).
     """
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci}")
+    if point not in POINTS:
+        raise ValueError(f"point must be one of {POINTS}, got {point!r}")
+    adjust_p(np.array([]), p_adjust)  # checks the method name before any work
     if not labels:
         raise ValueError("no labels")
     seen, by_test_set = set(), defaultdict(list)
@@ -290,34 +317,59 @@ def supplementation_table(runs: list[dict], labels: list[str], n_boot: int, ci: 
         seen.add(key)
         by_test_set[r["test_set"]].append(r)
 
-    ci_text = f"{ci * 100:g}% CI: patient-level bootstrap ({n_boot} resamples) of {{}} on seed-mean probabilities"
-    p_macro = f"vs real only (k=0): paired patient-level bootstrap of macro AUROC ({n_boot} resamples)"
-    p_label = "vs real only (k=0): DeLong test on seed-mean probabilities"
     rows = []
     for test_set in sorted(by_test_set):
         subject, y, groups = _test_set_inputs(by_test_set[test_set], labels)
         codes, n_subjects, draws = _resamples(subject, n_boot, seed)
         weights = _draw_weights(codes, n_subjects, draws, n_boot)  # shared by all groups: paired
         keep = ~np.isnan(y).T  # (L, N): rows scored for each label
+        n_pos = np.array([int((y[kept, j] == 1).sum()) for j, kept in enumerate(keep)])
+        n_neg = keep.sum(axis=1) - n_pos
+        defined = np.flatnonzero((n_pos > 0) & (n_neg > 0))
         label_subjects = [len(np.unique(codes[kept])) for kept in keep]
-        mean_p, point, boot = {}, {}, {}
-        for g, ps in groups.items():
-            mean_p[g] = np.mean(ps, axis=0)
-            point[g] = per_label_auroc(y, mean_p[g])
-            boot[g] = np.column_stack([_boot_auroc(y[kept, j], mean_p[g][kept, j], codes[kept], weights)
-                                       for j, kept in enumerate(keep)])  # (n_boot, L)
+        estimates = {g: _group_estimates(y, ps, keep, codes, weights, point,
+                                         derive_seed(seed, "runs", test_set, len(ps)))
+                     for g, ps in groups.items()}
         for g in sorted(groups):
             arch, protocol, k = g
             ref = (arch, *REFERENCE)
             paired = ref in groups and g != ref
+            n_runs = len(groups[g])
+            point_text = (f"mean of per-run AUROCs over {n_runs} seed(s)" if point == "run_mean"
+                          else f"AUROC of seed-mean probabilities ({n_runs} seed(s))")
+            what = "patients and seeds" if point == "run_mean" and n_runs > 1 else "patients"
+            ci_text = f"{ci * 100:g}% CI: percentile bootstrap over {what} ({n_boot} resamples)"
+            value, boot = estimates[g]
+            diff = boot - estimates[ref][1] if paired else None
             lead = (arch, test_set, protocol, k)
-            boot_macro = _macro(boot[g])
-            p = _paired_bootstrap_p(boot_macro - _macro(boot[ref])) if paired else math.nan
-            rows.append((*lead, MACRO, float(_macro(point[g])), *_percentile_ci(boot_macro, ci), p,
-                         len(groups[g]), len(y), n_subjects, ci_text.format("macro AUROC"), p_macro))
+            macro_boot = _fixed_macro(boot, defined)
+            p_macro = _paired_bootstrap_p(_fixed_macro(diff, defined)) if paired else math.nan
+            smallest = defined[np.argmin(n_pos[defined])] if len(defined) else None
+            p_test = (f"vs real only (k=0): paired patient-level bootstrap of the difference ({n_boot} "
+                      f"resamples)") if paired else "not tested (this is the reference or it has none)"
+            rows.append((*lead, MACRO, float(_fixed_macro(value, defined)), *_percentile_ci(macro_boot, ci),
+                         p_macro, p_macro, n_runs, len(y), n_subjects,
+                         None if smallest is None else int(n_pos[smallest]),
+                         None if smallest is None else int(n_neg[smallest]), int(np.isfinite(macro_boot).sum()),
+                         point_text + f", averaged over the {len(defined)} labels defined on this test set",
+                         ci_text, p_test))
+            p_label = np.full(len(labels), np.nan)
+            few = (n_pos < min_positives) | (n_neg < min_positives)
+            if paired:
+                for j in defined:
+                    if not few[j]:
+                        p_label[j] = _paired_bootstrap_p(diff[:, j])
+            p_adj = adjust_p(p_label, p_adjust)
+            family = f"{p_adjust}-adjusted over the {int((~np.isnan(p_label)).sum())} labels tested in this group"
             for j, name in enumerate(labels):
-                kj = keep[j]
-                p = delong_test(y[kj, j], mean_p[g][kj, j], mean_p[ref][kj, j])[2] if paired else math.nan
-                rows.append((*lead, f"auroc:{name}", float(point[g][j]), *_percentile_ci(boot[g][:, j], ci), p,
-                             len(groups[g]), int(kj.sum()), label_subjects[j], ci_text.format("AUROC"), p_label))
+                if paired and j in defined and few[j]:
+                    p_text = (f"not tested: {n_pos[j]} positive / {n_neg[j]} negative test images, fewer than "
+                              f"evaluation.min_positives={min_positives}")
+                elif paired and j in defined:
+                    p_text = f"{p_test}; {family}" if p_adjust != "none" else f"{p_test}; not adjusted"
+                else:
+                    p_text = p_test if not paired else "not tested: AUROC undefined on this test set"
+                rows.append((*lead, f"auroc:{name}", float(value[j]), *_percentile_ci(boot[:, j], ci), p_label[j],
+                             p_adj[j], n_runs, int(keep[j].sum()), label_subjects[j], int(n_pos[j]), int(n_neg[j]),
+                             int(np.isfinite(boot[:, j]).sum()), point_text, ci_text, p_text))
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -50,9 +50,10 @@ def evaluate_supplementation_run(predictions_path: str, out_path: str, identity:
     return record
 
 
-def aggregate_supplementation(predictions_paths: list[str], runs: list[dict], out_path: str, n_boot: int,
-                              ci: float, seed: int) -> pd.DataFrame:
-    """Table of AUROC with patient-bootstrap CIs and p-values against real only (k = 0)."""
+def aggregate_supplementation(predictions_paths: list[str], runs: list[dict], out_path: str, evaluation: dict,
+                              seed: int) -> pd.DataFrame:
+    """Table of AUROC with patient-bootstrap CIs and p-values against real only (k = 0); ``evaluation``
+    is the study's evaluation section (ci, bootstrap, point, p_adjust, min_positives)."""
     from ..assembly.supplementation import protocol_name
     from .auroc import supplementation_table
 
@@ -63,7 +64,9 @@ def aggregate_supplementation(predictions_paths: list[str], runs: list[dict], ou
         for test_set, frame in predictions.groupby("test_set", sort=False):
             table_runs.append({"arch": run["arch"], "protocol": protocol_name(run["protocol"]), "k": run["k"],
                                "seed": run["seed"], "test_set": test_set, "frame": frame.reset_index(drop=True)})
-    table = supplementation_table(table_runs, labels, n_boot, ci, derive_seed(seed, "bootstrap"))
+    table = supplementation_table(table_runs, labels, evaluation["bootstrap"], evaluation["ci"],
+                                  derive_seed(seed, "bootstrap"), point=evaluation["point"],
+                                  p_adjust=evaluation["p_adjust"], min_positives=evaluation["min_positives"])
     with atomic_output(out_path) as tmp:
         table.to_csv(tmp, index=False)
     return table

@@ -12,15 +12,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..evaluation.auroc import COLUMNS, MACRO, PROTOCOLS
 from .common import caption, save_figure
 
-COLUMNS = ("arch", "test_set", "protocol", "k", "metric", "value", "ci_low", "ci_high", "p_value",
-           "n_seeds", "n_images", "n_subjects", "ci_method", "p_method")
 KEYS = ("arch", "test_set", "protocol", "k", "metric")
 REFERENCE = "real+synthetic"  # at k = 0 this protocol is the real-only baseline
-PROTOCOLS = ("real+synthetic", "synthetic only", "external mixing")
 HEATMAP_PROTOCOLS = ("real+synthetic", "synthetic only")
-MACRO = "auroc_macro"
 LABEL_PREFIX = "auroc:"
 INTERNAL = "internal"
 P_THRESHOLD = 0.01
@@ -42,7 +39,8 @@ def _prepare(table: pd.DataFrame, who: str) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{who}: the table lacks column(s) {missing}; has {list(table.columns)}")
     t = table.loc[:, list(COLUMNS)].copy()
-    for c in ("value", "ci_low", "ci_high", "p_value", "n_seeds", "n_images", "n_subjects"):
+    for c in ("value", "ci_low", "ci_high", "p_value", "p_adjusted", "n_seeds", "n_images", "n_subjects", "n_pos",
+              "n_neg", "n_boot_valid"):
         t[c] = pd.to_numeric(t[c], errors="coerce")
     k = pd.to_numeric(t["k"], errors="coerce")
     if k.isna().any() or (k != k.round()).any():
@@ -120,13 +118,14 @@ def _seeds(rows: pd.DataFrame) -> str:
     return "" if n is None else f"{n} seed{'' if n == '1' else 's'} per point"
 
 
-def _provenance(rows: pd.DataFrame, compared: pd.DataFrame) -> tuple[str, str, str]:
-    """For a caption: the CI method of ``rows``, the p-value method of the ``compared`` rows that
-    have a p-value, and ' (n seeds per point)' or ''."""
+def _provenance(rows: pd.DataFrame, compared: pd.DataFrame) -> tuple[str, str, str, str]:
+    """For a caption: the point estimate and CI method of ``rows``, the p-value method of the
+    ``compared`` rows that have a p-value, and ' (n seeds per point)' or ''."""
+    point = _methods(rows["point_method"], "point estimate not recorded")
     ci = _methods(rows["ci_method"], "CI method not recorded")
     pm = _methods(compared.loc[compared["p_value"].notna(), "p_method"], "no p-values in the table")
     seeds = _seeds(rows)
-    return ci, pm, f" ({seeds})" if seeds else ""
+    return point, ci, pm, f" ({seeds})" if seeds else ""
 
 
 def plot_supplementation(table: pd.DataFrame, out_path, title: str, p_threshold: float = P_THRESHOLD):
@@ -194,10 +193,10 @@ def plot_supplementation(table: pd.DataFrame, out_path, title: str, p_threshold:
     fig.legend(list(legend.values()), list(legend.keys()), loc="outside right center", frameon=False,
                title="protocol")
     fig.suptitle(title)
-    ci, pm, seeds = _provenance(macro, macro)
-    caption(fig, f"Macro AUROC{seeds}; no band where a point has no interval. "
-                  f"Bands: {ci}. Dashed: real-only reference ({REFERENCE}, k = 0) of the same test set. "
-                  f"* p < {p_threshold:g} vs that reference ({pm}).")
+    point, ci, pm, seeds = _provenance(macro, macro)
+    caption(fig, f"Macro AUROC{seeds}: {point}; no band where a point has no interval. "
+                 f"Bands: {ci}. Dashed: real-only reference ({REFERENCE}, k = 0) of the same test set. "
+                 f"* p < {p_threshold:g} vs that reference ({pm}).")
     save_figure(fig, out_path)
     return fig
 
@@ -211,7 +210,9 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
 
     Rows are labels (metric "auroc:<label>"), columns protocol · k; one panel per test set (columns)
     and per architecture (rows). Cells hold value − value(real+synthetic, k = 0) of the same arch,
-    test set and label on a diverging scale centred at 0; "*" marks p_value < ``p_threshold``;
+    test set and label on a diverging scale centred at 0; "*" marks an adjusted p-value (``p_adjusted``,
+    over the labels of that protocol and k) below ``p_threshold``; "†" marks a label with too few
+    positive or negative test images to be tested;
     undefined differences (NaN AUROC here or in the reference, or a missing row) are grey "n/a".
     Returns the (closed) figure so callers and tests can inspect its axes and texts.
     """
@@ -244,6 +245,7 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
             cmp_rows = rows[~_is_reference(rows)].set_index(["metric", "protocol", "k"])
             diff = np.full((len(names), len(columns)), np.nan)
             pval = np.full_like(diff, np.nan)
+            untested = np.zeros(diff.shape, bool)
             for i, name in enumerate(names):
                 metric = LABEL_PREFIX + name
                 base = ref.get(metric, np.nan)
@@ -251,10 +253,11 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
                     if (metric, p, k) in cmp_rows.index:
                         r = cmp_rows.loc[(metric, p, k)]
                         diff[i, c] = r["value"] - base
-                        pval[i, c] = r["p_value"]
-            panels[(arch, ts)] = (rows, diff, pval)
+                        pval[i, c] = r["p_adjusted"]
+                        untested[i, c] = "min_positives" in str(r["p_method"])
+            panels[(arch, ts)] = (rows, diff, pval, untested)
 
-    finite = np.concatenate([d[np.isfinite(d)] for _, d, _ in panels.values()])
+    finite = np.concatenate([d[np.isfinite(d)] for _, d, _, _ in panels.values()])
     vmax = float(np.abs(finite).max()) if finite.size else 0.0
     vmax = vmax if vmax > 0 else 0.01  # symmetric limits keep white at exactly 0
     cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")  # NaN cells: grey, labelled "n/a"
@@ -270,7 +273,7 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
                 ax.set_axis_off()
                 ax.set_title(f"{ts} · {arch}\n(no rows)" if len(archs) > 1 else f"{ts}\n(no rows)")
                 continue
-            rows, diff, pval = panels[(arch, ts)]
+            rows, diff, pval, untested = panels[(arch, ts)]
             im = ax.imshow(np.ma.masked_invalid(diff), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto",
                            interpolation="nearest")
             for i in range(len(names)):
@@ -279,7 +282,7 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
                     if np.isnan(d):
                         ax.text(c, i, "n/a", ha="center", va="center", fontsize=7, color="0.35")
                         continue
-                    star = "*" if pval[i, c] < p_threshold else ""
+                    star = "*" if pval[i, c] < p_threshold else "†" if untested[i, c] else ""
                     ax.text(c, i, f"{d:+.2f}{star}", ha="center", va="center", fontsize=7,
                             color="white" if abs(d) > 0.6 * vmax else "black")
             ax.set_xticks(range(len(columns)))
@@ -294,11 +297,12 @@ def plot_label_heatmap(table: pd.DataFrame, out_path, title: str, p_threshold: f
     if im is not None:
         fig.colorbar(im, ax=axes, label=DELTA_LABEL, shrink=0.8)
     fig.suptitle(title)
-    ci, pm, seeds = _provenance(labels, compared)
-    caption(fig, f"Cells: per-label AUROC minus the real-only reference ({REFERENCE}, k = 0) of the same "
-                  f"architecture and test set{seeds}. "
-                  f"* p < {p_threshold:g} vs that reference ({pm}). "
-                  f"Grey n/a: AUROC undefined (e.g. no positive test cases) here or in the reference. "
-                  f"Per-label confidence intervals ({ci}) are in the source table.")
+    point, ci, pm, seeds = _provenance(labels, compared)
+    caption(fig, f"Cells: per-label AUROC ({point}) minus the real-only reference ({REFERENCE}, k = 0) of "
+                 f"the same architecture and test set{seeds}. "
+                 f"* adjusted p < {p_threshold:g} vs that reference ({pm}). "
+                 f"† not tested: too few positive or negative test images (counts in the table's n_pos, n_neg). "
+                 f"Grey n/a: AUROC undefined (e.g. no positive test cases) here or in the reference. "
+                 f"Per-label confidence intervals ({ci}) are in the source table.")
     save_figure(fig, out_path)
     return fig
