@@ -50,7 +50,7 @@ def main():
     precision = bundle.get("precision") or resolve_precision("auto", device)
     model = load_generator(bundle, device)
     train = real.rows(real.split == SPLITS["train"])
-    judge = classifier.train_classifier(train.images, train.label, 2, "cnn",
+    judge, _ = classifier.train_classifier(train.images, train.label, 2, "cnn",
                                         {"epochs": 5, "batch_size": 64, "optimizer": "adamw",
                                          "learning_rate": 1e-3, "weight_decay": 1e-4, "precision": "fp32"},
                                         0, device, "fp32", "/tmp/sampler_quality_judge.pt", progress=False)

@@ -24,7 +24,7 @@ def fit_and_score(x_train, y_train, x_test, y_test, epochs, device):
     cfg = {"epochs": epochs, "batch_size": 64, "optimizer": "adamw", "learning_rate": 1e-3,
            "weight_decay": 1e-4, "precision": "fp32"}
     with tempfile.TemporaryDirectory() as tmp:
-        model = classifier.train_classifier(x_train, y_train, 2, "cnn", cfg, 0, device, "fp32",
+        model, _ = classifier.train_classifier(x_train, y_train, 2, "cnn", cfg, 0, device, "fp32",
                                             Path(tmp) / "ckpt.pt", progress=False)
     return float((classifier.predict(model, x_test, 256, device, "fp32").argmax(1) == y_test).mean())
 

@@ -53,7 +53,7 @@ def test_max_per_class(pools):
 @pytest.mark.parametrize("alpha", ALPHAS)
 def test_realised_counts_match_alpha(pools, alpha, n_per_class, n):
     real, synthetic = pools
-    m = assemble_alpha(real, synthetic, alpha, n_per_class, base_seed=0, run_seed=0)
+    m = assemble_alpha(real, synthetic, alpha, n_per_class, base_seed=0, run_seed=0)[0]
     expected = alpha_counts(alpha, n)
     for (c, src), k in expected.items():
         rows = cell(m, c, src)
@@ -73,10 +73,10 @@ def test_realised_counts_match_alpha(pools, alpha, n_per_class, n):
 
 def test_extreme_alphas(pools):
     real, synthetic = pools
-    m1 = assemble_alpha(real, synthetic, 1.0, None, 0, 0)
+    m1 = assemble_alpha(real, synthetic, 1.0, None, 0, 0)[0]
     assert np.all(m1.pool[m1.label == 0] == SOURCES["real"])
     assert np.all(m1.pool[m1.label == 1] == SOURCES["synthetic"])
-    m0 = assemble_alpha(real, synthetic, 0.0, None, 0, 0)
+    m0 = assemble_alpha(real, synthetic, 0.0, None, 0, 0)[0]
     assert np.all(m0.pool[m0.label == 0] == SOURCES["synthetic"])
     assert np.all(m0.pool[m0.label == 1] == SOURCES["real"])
     # with n = the whole pool, α=1 takes every real class-0 training row
@@ -85,7 +85,7 @@ def test_extreme_alphas(pools):
 
 def test_alphas_are_nested(pools):
     real, synthetic = pools
-    ms = {a: assemble_alpha(real, synthetic, a, None, 0, 3) for a in ALPHAS}
+    ms = {a: assemble_alpha(real, synthetic, a, None, 0, 3)[0] for a in ALPHAS}
     for lo, hi in zip(ALPHAS, ALPHAS[1:]):
         # growing α adds real class-0 rows and synthetic class-1 rows, never swaps them
         assert set(cell(ms[lo], 0, "real")) <= set(cell(ms[hi], 0, "real"))
@@ -98,11 +98,11 @@ def test_alphas_are_nested(pools):
 
 def test_deterministic_and_seed_dependent(pools):
     real, synthetic = pools
-    a = assemble_alpha(real, synthetic, 0.5, 6, 0, 0)
-    b = assemble_alpha(real, synthetic, 0.5, 6, 0, 0)
+    a = assemble_alpha(real, synthetic, 0.5, 6, 0, 0)[0]
+    b = assemble_alpha(real, synthetic, 0.5, 6, 0, 0)[0]
     assert np.array_equal(a.index, b.index) and np.array_equal(a.pool, b.pool)
-    c = assemble_alpha(real, synthetic, 0.5, 6, 0, 1)  # other run seed
-    d = assemble_alpha(real, synthetic, 0.5, 6, 1, 0)  # other base seed
+    c = assemble_alpha(real, synthetic, 0.5, 6, 0, 1)[0]  # other run seed
+    d = assemble_alpha(real, synthetic, 0.5, 6, 1, 0)[0]  # other base seed
     assert not np.array_equal(a.index, c.index)
     assert not np.array_equal(a.index, d.index)
     assert c.attrs["counts"] == a.attrs["counts"]  # same mix, other rows
@@ -151,7 +151,7 @@ def test_test_manifest_empty_cell_raises(pools):
 
 @pytest.mark.parametrize("kind", ["alpha", "test"])
 def test_manifest_round_trip(tmp_path, pools, kind):
-    m = assemble_alpha(*pools, 0.25, None, 0, 0) if kind == "alpha" else assemble_test(*pools)
+    m = assemble_alpha(*pools, 0.25, None, 0, 0)[0] if kind == "alpha" else assemble_test(*pools)
     path = tmp_path / "m" / "train.h5"
     write_manifest(path, m)
     assert [p.name for p in path.parent.iterdir()] == ["train.h5"]
@@ -163,9 +163,42 @@ def test_manifest_round_trip(tmp_path, pools, kind):
 
 def test_gather_returns_the_named_images(pools):
     real, synthetic = pools
-    for m in (assemble_alpha(real, synthetic, 0.75, None, 0, 0), assemble_test(real, synthetic)):
+    for m in (assemble_alpha(real, synthetic, 0.75, None, 0, 0)[0], assemble_test(real, synthetic)):
         images = gather(m, real, synthetic)
         assert images.shape == (len(m.index), 3, 3) and images.dtype == np.uint8
         expected = np.where(m.pool == SOURCES["real"], m.index, SYN_OFFSET + m.index)
         assert np.array_equal(images[:, 1, 2], expected)
         assert np.all(images == images[:, :1, :1])  # whole images, not single pixels
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_validation_manifest_has_the_alpha_mix_and_never_a_training_row(pools, alpha):
+    real, synthetic = pools
+    train, val = assemble_alpha(real, synthetic, alpha, None, 0, 0, val_fraction=0.2)
+    assert max_per_class(real, synthetic, 0.2) == 8 and train.attrs["n_per_class"] == 8  # 10 - round(0.2 * 10)
+    assert val.attrs["counts"] == {f"{name}·{src}": k for (c, src), k in alpha_counts(alpha, 2).items()
+                                   for name in [real.class_names[c]]}
+    for c in (0, 1):
+        for src, s in (("real", real), ("synthetic", synthetic)):
+            assert not set(cell(val, c, src)) & set(cell(train, c, src))
+            assert np.all(s.split[cell(val, c, src)] == SPLITS["train"])  # no test row, no real validation split
+    # the held-out rows are the same for every alpha of a seed, so no alpha trains on another's validation rows
+    others = [assemble_alpha(real, synthetic, a, None, 0, 0, val_fraction=0.2) for a in ALPHAS]
+    for c in (0, 1):
+        for src in ("real", "synthetic"):
+            trained = set().union(*(cell(t, c, src) for t, _ in others))
+            held = set().union(*(cell(v, c, src) for _, v in others))
+            assert not trained & held
+
+
+def test_a_real_validation_split_is_used_for_the_real_validation_rows(pools):
+    """CAMUS has its own (patient-disjoint) validation split: the real validation images come from it."""
+    real, synthetic = pools
+    val_rows = np.flatnonzero(real.split == SPLITS["train"])[::5]  # 2 per class become a validation split
+    real.split[val_rows] = SPLITS["val"]
+    per_class = min(int(((real.split == SPLITS["val"]) & (real.label == c)).sum()) for c in (0, 1))
+    train, val = assemble_alpha(real, synthetic, 1.0, None, 0, 0, val_fraction=0.4)
+    assert val.attrs["n_per_class"] == per_class  # the split's size, not val_fraction
+    assert np.all(real.split[cell(val, 0, "real")] == SPLITS["val"])
+    assert np.all(real.split[cell(train, 0, "real")] == SPLITS["train"])
+    assert not set(cell(val, 1, "synthetic")) & set(cell(train, 1, "synthetic"))

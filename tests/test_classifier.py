@@ -38,7 +38,7 @@ def data():
 
 def train(data, path, arch="cnn", seed=0, **changes):
     images, labels = data
-    return train_classifier(images, labels, 2, arch, CFG | changes, seed, CPU, "fp32", path, progress=False)
+    return train_classifier(images, labels, 2, arch, CFG | changes, seed, CPU, "fp32", path, progress=False)[0]
 
 
 def assert_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -184,22 +184,22 @@ def test_multilabel_training_streams_from_hdf5(tmp_path, multilabel, arch):
                                                split=np.zeros(48), dataset="toy", class_names=["square", "band"]))
     stream = H5Images(tmp_path / "s.h5")
     cfg = CFG | {"epochs": 12 if arch == "cnn" else 3, "learning_rate": 0.01 if arch == "cnn" else 0.001}
-    model = train_classifier(stream, targets, 2, arch, cfg, 0, CPU, "fp32", tmp_path / "c.pt", progress=False)
+    model, _ = train_classifier(stream, targets, 2, arch, cfg, 0, CPU, "fp32", tmp_path / "c.pt", progress=False)
     probs = predict(model, stream, 16, CPU, "fp32", multilabel=True)
     assert probs.shape == (48, 2) and ((probs > 0) & (probs < 1)).all()
     assert not np.allclose(probs.sum(1), 1)  # independent sigmoids, not a softmax
     if arch == "cnn":  # the others only have to run here; three epochs are too few to judge them
         assert auroc(y[:, 0], probs[:, 0]) > 0.9 and auroc(y[:, 1], probs[:, 1]) > 0.9
-    in_memory = train_classifier(images, targets, 2, arch, cfg, 0, CPU, "fp32", tmp_path / "m.pt", progress=False)
+    in_memory, _ = train_classifier(images, targets, 2, arch, cfg, 0, CPU, "fp32", tmp_path / "m.pt", progress=False)
     assert_state_equal(model, in_memory)  # streaming changes nothing about training
 
 
 def test_loader_workers_do_not_change_the_model(tmp_path, multilabel):
     images, _, targets = multilabel
     cfg = CFG | {"epochs": 1}
-    a = train_classifier(images, targets, 2, "cnn", cfg, 0, CPU, "fp32", tmp_path / "a.pt", progress=False)
-    b = train_classifier(images, targets, 2, "cnn", cfg | {"loader_workers": 2}, 0, CPU, "fp32", tmp_path / "b.pt",
-                         progress=False)
+    a, _ = train_classifier(images, targets, 2, "cnn", cfg, 0, CPU, "fp32", tmp_path / "a.pt", progress=False)
+    b, _ = train_classifier(images, targets, 2, "cnn", cfg | {"loader_workers": 2}, 0, CPU, "fp32",
+                            tmp_path / "b.pt", progress=False)
     assert_state_equal(a, b)
 
 
@@ -238,8 +238,8 @@ def test_pretrained_weights_adapt_an_rgb_stem_and_keep_a_fresh_head(tmp_path, ca
     cfg = CFG | {"epochs": 0, "pretrained": str(tmp_path / "rgb.pt")}
     images = np.zeros((4, 32, 32), np.uint8)
     with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.models"):
-        model = train_classifier(images, np.zeros((4, 3), np.float32), 3, "resnet18", cfg, 0, CPU, "fp32",
-                                 tmp_path / "c.pt", progress=False)
+        model, _ = train_classifier(images, np.zeros((4, 3), np.float32), 3, "resnet18", cfg, 0, CPU, "fp32",
+                                    tmp_path / "c.pt", progress=False)
     assert torch.equal(model.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(model.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
     assert model.fc.weight.shape == (3, 512)
@@ -247,3 +247,56 @@ def test_pretrained_weights_adapt_an_rgb_stem_and_keep_a_fresh_head(tmp_path, ca
     with pytest.raises(FileNotFoundError, match="classifier.pretrained"):
         train_classifier(images, np.zeros((4, 3), np.float32), 3, "resnet18", cfg | {"pretrained": "/nope.pt"}, 0,
                          CPU, "fp32", tmp_path / "d.pt", progress=False)
+
+
+def test_validation_loss_selects_the_best_epoch(tmp_path, data):
+    images, labels = data
+    val = (images[::2], labels[::2])
+    cfg = CFG | {"epochs": 4, "selection": "best_val_loss"}
+    model, history = train_classifier(images, labels, 2, "cnn", cfg, 0, CPU, "fp32", tmp_path / "a.pt", val=val,
+                                      progress=False)
+    assert len(history["val_loss"]) == len(history["train_loss"]) == history["epochs_run"] == 4
+    best = int(np.argmin(history["val_loss"])) + 1
+    assert history["best_epoch"] == history["selected_epoch"] == best
+    # the returned weights are those of the best epoch: a run that stops there ends the same
+    short, _ = train_classifier(images, labels, 2, "cnn", CFG | {"epochs": best}, 0, CPU, "fp32", tmp_path / "b.pt",
+                                val=val, progress=False)
+    assert_state_equal(model, short)
+    last, hist_last = train_classifier(images, labels, 2, "cnn", CFG | {"epochs": 4}, 0, CPU, "fp32",
+                                       tmp_path / "c.pt", val=val, progress=False)
+    assert hist_last["selected_epoch"] == 4 and hist_last["val_loss"] == history["val_loss"]
+
+
+def test_early_stopping_after_patience_epochs_and_exact_resume(tmp_path, data):
+    """Validation labels flipped: the better the model learns, the worse its validation loss."""
+    images, labels = data
+    val = (images, 1 - labels)
+    cfg = CFG | {"epochs": 12, "selection": "best_val_loss", "patience": 2}
+    straight, history = train_classifier(images, labels, 2, "cnn", cfg, 0, CPU, "fp32", tmp_path / "s.pt", val=val,
+                                         progress=False)
+    assert history["epochs_run"] == history["best_epoch"] + 2 < 12
+    # killed after 2 epochs (a 2-epoch budget leaves the same checkpoint), then resumed with the full budget
+    ckpt = tmp_path / "k.pt"
+    train_classifier(images, labels, 2, "cnn", cfg | {"epochs": 2}, 0, CPU, "fp32", ckpt, val=val, progress=False)
+    resumed, again = train_classifier(images, labels, 2, "cnn", cfg, 0, CPU, "fp32", ckpt, val=val, progress=False)
+    assert again == history
+    assert_state_equal(resumed, straight)
+
+
+def test_selection_without_validation_images_names_the_keys(tmp_path, data):
+    from synthetic_simplicity.core.errors import PipelineError
+
+    images, labels = data
+    for change in ({"selection": "best_val_loss"}, {"patience": 3}):
+        with pytest.raises(PipelineError, match=r"'mnist\.classifier\.(selection|patience)|val_fraction"):
+            train_classifier(images, labels, 2, "cnn", CFG | change, 0, CPU, "fp32", tmp_path / "x.pt",
+                             section="mnist.classifier", progress=False)
+
+
+def test_diverging_loss_stops_with_the_key_to_change(tmp_path, data):
+    from synthetic_simplicity.core.errors import TrainingDivergedError
+
+    images, labels = data
+    with pytest.raises(TrainingDivergedError, match=r"config key 'mnist\.classifier\.learning_rate' \(now 1e\+09\)"):
+        train_classifier(images, labels, 2, "cnn", CFG | {"learning_rate": 1e9, "epochs": 3}, 0, CPU, "fp32",
+                         tmp_path / "x.pt", section="mnist.classifier", progress=False)

@@ -46,7 +46,7 @@ def test_test_preset_keeps_its_values_and_gets_defaults():
     assert cfg["mnist"]["diffusion"]["steps"] == 4
     assert cfg["mnist"]["diffusion"]["learning_rate"] == 0.002  # default
     assert cfg["mnist"]["diffusion"]["precision"] == "auto"  # default through a $ref
-    assert cfg["mnist"]["assembly"] == {"alphas": [0, 0.5, 1], "per_class": None}
+    assert cfg["mnist"]["assembly"] == {"alphas": [0, 0.5, 1], "per_class": None, "val_fraction": 0.1}
     assert cfg["mnist"]["classifier"]["optimizer"] == "adamw"
 
 

@@ -207,3 +207,12 @@ def test_vector_conditions_train_from_hdf5_and_resume_bit_identically(tmp_path, 
         emb = model.class_embedding(torch.cat([torch.as_tensor(cond[:1]), null]))
     assert torch.equal(emb[1], model.class_embedding.null)  # the learned null embedding
     assert not torch.equal(emb[0], emb[1])
+
+
+def test_diverging_loss_stops_with_the_key_to_change(tmp_path, data):
+    from synthetic_simplicity.core.errors import TrainingDivergedError
+
+    images, labels = data
+    with pytest.raises(TrainingDivergedError, match=r"config key 'mnist\.diffusion\.learning_rate' \(now 1e\+12\)"):
+        train_diffusion(images, labels, 2, tiny_cfg(steps=6, learning_rate=1e12), seed=5, device=CPU,
+                        precision="fp32", ckpt_dir=tmp_path / "c", section="mnist.diffusion", progress=False)

@@ -7,6 +7,7 @@ rule assemble_alpha:
         synthetic="results/{dataset}/synthetic.h5",
     output:
         manifest="results/{dataset}/manifests/alpha{alpha}_seed{seed}.h5",
+        val="results/{dataset}/manifests/alpha{alpha}_seed{seed}_val.h5",
     log:
         "logs/assembly/{dataset}_alpha{alpha}_seed{seed}.log",
     conda:
@@ -16,7 +17,7 @@ rule assemble_alpha:
         mem_mb=2000,
         runtime=10,
     params:
-        per_class=lambda wildcards: section(wildcards, "assembly")["per_class"],
+        assembly=lambda wildcards: section(wildcards, "assembly"),
         seed=config["seed"],
     script:
         "../scripts/assemble_alpha.py"

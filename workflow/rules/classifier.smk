@@ -6,6 +6,7 @@ rule train_classifier:
         real="results/{dataset}/real.h5",
         synthetic="results/{dataset}/synthetic.h5",
         train="results/{dataset}/manifests/alpha{alpha}_seed{seed}.h5",
+        val="results/{dataset}/manifests/alpha{alpha}_seed{seed}_val.h5",
         test="results/{dataset}/manifests/test.h5",
     output:
         model="results/{dataset}/runs/{arch}/alpha{alpha}_seed{seed}/model.pt",
@@ -41,6 +42,7 @@ rule train_supplementation:
         real=supplementation_real_input,
         synthetic="results/{study}/replicas.h5",
         train="results/{study}/manifests/{protocol}_k{k}.h5",
+        val="results/{study}/real.h5",
     output:
         model="results/{study}/runs/{arch}/{protocol}_k{k}_seed{seed}/model.pt",
         predictions="results/{study}/runs/{arch}/{protocol}_k{k}_seed{seed}/predictions.csv",

@@ -4,4 +4,4 @@ from synthetic_simplicity.assembly import jobs
 from synthetic_simplicity.core.joblog import start_log
 
 start_log(snakemake.log[0])
-jobs.assemble(snakemake.input.real, snakemake.input.synthetic, snakemake.output.manifest, None, None, 0, 0)
+jobs.assemble_test(snakemake.input.real, snakemake.input.synthetic, snakemake.output.manifest)

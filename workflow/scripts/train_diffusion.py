@@ -10,6 +10,7 @@ jobs.train_diffusion(
     snakemake.output.model,
     snakemake.output.grid,
     snakemake.params.diffusion,
+    f"{snakemake.wildcards.dataset}.diffusion",
     derive_seed(snakemake.params.seed, snakemake.wildcards.dataset, "diffusion"),
     snakemake.params.device,
     snakemake.params.checkpoints,

@@ -25,40 +25,78 @@ def _pool_rows(s: ImageSet, split: str, label: int) -> np.ndarray:
     return np.flatnonzero((s.split == SPLITS[split]) & (s.label == label))
 
 
-def max_per_class(real: ImageSet, synthetic: ImageSet) -> int:
+def _has_val_split(real: ImageSet) -> bool:
+    return all(len(_pool_rows(real, "val", c)) for c in (0, 1))
+
+
+def pool_sizes(real: ImageSet, synthetic: ImageSet, val_fraction: float) -> tuple[int, int]:
+    """(largest training n every α allows, validation images per class).
+
+    Validation images are held out of the training pools: the real set's own validation split when
+    it has one (CAMUS: other patients), else ``val_fraction`` of the smallest training pool, reserved
+    from every pool; the synthetic pool always gives a reserve of the same size.
+    """
+    smallest = min(len(_pool_rows(p, "train", c)) for p in (real, synthetic) for c in (0, 1))
+    if _has_val_split(real):
+        v = min(len(_pool_rows(real, "val", c)) for c in (0, 1))
+        synthetic_smallest = min(len(_pool_rows(synthetic, "train", c)) for c in (0, 1))
+        real_smallest = min(len(_pool_rows(real, "train", c)) for c in (0, 1))
+        return min(real_smallest, synthetic_smallest - v), v
+    v = int(np.floor(val_fraction * smallest + 0.5))
+    return smallest - v, v
+
+
+def max_per_class(real: ImageSet, synthetic: ImageSet, val_fraction: float = 0.0) -> int:
     """The largest n every α allows: each class may need n images from either pool."""
-    return int(min(len(_pool_rows(p, "train", c)) for p in (real, synthetic) for c in (0, 1)))
+    return pool_sizes(real, synthetic, val_fraction)[0]
+
+
+def _mix(counts: dict, candidates: dict, run_seed: int, **attrs) -> Manifest:
+    pool, index, label = [], [], []
+    for (c, src), k in counts.items():
+        pool.append(np.full(k, SOURCES[src], np.uint8))
+        index.append(np.sort(candidates[(c, src)][:k]))
+        label.append(np.full(k, c, np.int64))
+    return Manifest(np.concatenate(pool), np.concatenate(index), np.concatenate(label),
+                    {"run_seed": run_seed, **attrs})
 
 
 def assemble_alpha(real: ImageSet, synthetic: ImageSet, alpha: float, n_per_class: int | None,
-                   base_seed: int, run_seed: int) -> Manifest:
-    """The training manifest for one α and one run seed.
+                   base_seed: int, run_seed: int, val_fraction: float = 0.0) -> tuple[Manifest, Manifest]:
+    """The training and validation manifests for one α and one run seed, both with the α mix.
 
     Rows come from a fixed per-(seed, pool, class) permutation and each α takes its first k, so the
-    α grid varies only the mix, not which images are drawn.
+    α grid varies only the mix, not which images are drawn. Reserved validation rows are the last
+    ones of the same permutations (see ``pool_sizes``), so they never meet the training rows.
     """
     if len(real.class_names) != 2:
         raise AssemblyError(f"Study A needs exactly 2 classes, got {real.class_names}")
-    available = max_per_class(real, synthetic)
+    available, v = pool_sizes(real, synthetic, val_fraction)
     n = available if n_per_class is None else n_per_class
     if n < 1 or n > available:
         raise AssemblyError(
             f"assembly.per_class={n_per_class} needs {n} training images per class from each pool, "
-            f"but the smallest pool has {available}; lower assembly.per_class or sample more "
-            f"(synthesis.train_per_class)")
-    pool, index, label = [], [], []
-    for (c, src), k in alpha_counts(alpha, n).items():
-        s = real if src == "real" else synthetic
-        rows = _pool_rows(s, "train", c)
-        rng = np.random.default_rng(derive_seed(base_seed, "assembly", run_seed, src, c))
-        chosen = np.sort(rng.permutation(rows)[:k])
-        pool.append(np.full(k, SOURCES[src], np.uint8))
-        index.append(chosen)
-        label.append(np.full(k, c, np.int64))
-    m = Manifest(np.concatenate(pool), np.concatenate(index), np.concatenate(label),
-                 {"alpha": alpha, "run_seed": run_seed, "n_per_class": n})
+            f"but the smallest pool has {available} (after holding out {v} validation images per class); "
+            f"lower assembly.per_class or assembly.val_fraction, or sample more (synthesis.train_per_class)")
+    own_val = _has_val_split(real)
+    train, val = {}, {}
+    for src, s in (("real", real), ("synthetic", synthetic)):
+        for c in (0, 1):
+            rng = np.random.default_rng(derive_seed(base_seed, "assembly", run_seed, src, c))
+            rows = rng.permutation(_pool_rows(s, "train", c))
+            held = 0 if (src == "real" and own_val) else v
+            train[(c, src)] = rows[: len(rows) - held]
+            if src == "real" and own_val:
+                val_rng = np.random.default_rng(derive_seed(base_seed, "assembly", run_seed, "real-val", c))
+                val[(c, src)] = val_rng.permutation(_pool_rows(real, "val", c))
+            else:
+                val[(c, src)] = rows[len(rows) - held:]
+    m = _mix(alpha_counts(alpha, n), train, run_seed, alpha=alpha, n_per_class=n)
     m.attrs["counts"] = m.counts(real.class_names)
-    return m
+    mv = _mix(alpha_counts(alpha, v), val, run_seed, alpha=alpha, n_per_class=v,
+              source="real validation split + synthetic reserve" if own_val else "reserve of the training pools")
+    mv.attrs["counts"] = mv.counts(real.class_names)
+    return m, mv
 
 
 def assemble_test(real: ImageSet, synthetic: ImageSet) -> Manifest:

@@ -13,16 +13,23 @@ log = logging.getLogger(__name__)
 # Study A
 
 
-def assemble(real_path: str, synthetic_path: str, out_path: str, alpha: float | None, per_class: int | None,
-             base_seed: int, run_seed: int) -> None:
-    """A training manifest for one alpha and seed, or the test manifest when ``alpha`` is None."""
-    from .alpha import assemble_alpha, assemble_test
+def assemble_alpha(real_path: str, synthetic_path: str, out_path: str, val_path: str, alpha: float,
+                   per_class: int | None, val_fraction: float, base_seed: int, run_seed: int) -> None:
+    """The training manifest for one alpha and seed, and its validation manifest (same alpha mix)."""
+    from .alpha import assemble_alpha as assemble
 
-    real, synthetic = read_imageset(real_path), read_imageset(synthetic_path)
-    if alpha is None:
-        m = assemble_test(real, synthetic)
-    else:
-        m = assemble_alpha(real, synthetic, alpha, per_class, base_seed, run_seed)
+    train, val = assemble(read_imageset(real_path), read_imageset(synthetic_path), alpha, per_class, base_seed,
+                          run_seed, val_fraction)
+    log.info("realised counts per cell: %s; validation: %s", train.attrs["counts"], val.attrs["counts"])
+    write_manifest(out_path, train)
+    write_manifest(val_path, val)
+
+
+def assemble_test(real_path: str, synthetic_path: str, out_path: str) -> None:
+    """Every real and synthetic test image: four cells, source uncorrelated with class."""
+    from .alpha import assemble_test as assemble
+
+    m = assemble(read_imageset(real_path), read_imageset(synthetic_path))
     log.info("realised counts per cell: %s", m.attrs["counts"])
     write_manifest(out_path, m)
 

@@ -10,12 +10,13 @@ import h5py
 import numpy as np
 
 from ..core.atomic import atomic_output
+from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, ImageSet, array_digest, data_key
 
 POOLS = ("real", "synthetic")
 
 
-class AssemblyError(ValueError):
+class AssemblyError(PipelineError, ValueError):
     """The requested set cannot be built from the pools; the message says which key to change."""
 
 

@@ -18,17 +18,18 @@ from ..core.runtime import atomic_torch_save, job_runtime
 log = logging.getLogger(__name__)
 
 
-def _train_predict_save(images, targets: np.ndarray, class_names: list[str], counts: dict, architecture: str,
-                        cfg: dict, seed: int, device, precision: str, checkpoint: str, model_path: str,
-                        predictions_path: str, predict: Callable, progress: bool) -> pd.DataFrame:
+def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: list[str], counts: dict,
+                        architecture: str, cfg: dict, section: str, seed: int, device, precision: str,
+                        checkpoint: str, model_path: str, predictions_path: str, predict: Callable,
+                        progress: bool) -> pd.DataFrame:
     """Train, predict with ``predict(model)`` and write model and predictions; the checkpoint goes last."""
     from .training import train_classifier
 
-    model = train_classifier(images, targets, len(class_names), architecture, cfg, seed, device, precision,
-                             checkpoint, progress=progress)
+    model, history = train_classifier(images, targets, len(class_names), architecture, cfg, seed, device,
+                                      precision, checkpoint, val=val, section=section, progress=progress)
     frame = predict(model)
-    atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(),
-                       "class_names": class_names, "train_counts": counts}, model_path)
+    atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(), "class_names": class_names,
+                       "train_counts": counts, "history": history}, model_path)
     with atomic_output(predictions_path) as tmp:
         frame.to_csv(tmp, index=False)
     Path(checkpoint).unlink(missing_ok=True)  # the run is complete; model.pt supersedes it
@@ -38,34 +39,39 @@ def _train_predict_save(images, targets: np.ndarray, class_names: list[str], cou
 # Study A
 
 
-def train_classifier(real_path: str, synthetic_path: str, train_path: str, test_path: str, model_path: str,
-                     predictions_path: str, architecture: str, cfg: dict, seed: int, device_name: str,
-                     checkpoint: str, threads: int | None = None, progress: bool = True) -> pd.DataFrame:
+def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_path: str, test_path: str,
+                     model_path: str, predictions_path: str, architecture: str, cfg: dict, section: str, seed: int,
+                     device_name: str, checkpoint: str, threads: int | None = None,
+                     progress: bool = True) -> pd.DataFrame:
+    """One classifier on an alpha manifest; its validation manifest has the same alpha mix."""
     from .training import predict, predictions_frame
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
     real, synthetic = read_imageset(real_path), read_imageset(synthetic_path)
-    train, test = read_manifest(train_path), read_manifest(test_path)
-    log.info("%s on %d training images %s, device %s, precision %s", architecture, len(train.label),
-             train.attrs["counts"], device, precision)
+    train, val, test = read_manifest(train_path), read_manifest(val_path), read_manifest(test_path)
+    log.info("%s on %d training images %s (validation %s), device %s, precision %s", architecture,
+             len(train.label), train.attrs["counts"], val.attrs["counts"], device, precision)
 
     def predict_test(model):
         probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
         return predictions_frame(test.pool, test.index, test.label, probs)
 
-    return _train_predict_save(gather(train, real, synthetic), train.label, real.class_names, train.attrs["counts"],
-                               architecture, cfg, seed, device, precision, checkpoint, model_path, predictions_path,
-                               predict_test, progress)
+    return _train_predict_save(gather(train, real, synthetic), train.label, (gather(val, real, synthetic), val.label),
+                               real.class_names, train.attrs["counts"], architecture, cfg, section, seed, device,
+                               precision, checkpoint, model_path, predictions_path, predict_test, progress)
 
 
 # Study B
 
 
-def train_supplementation(real_path: str, synthetic_path: str, train_path: str, test_paths: dict[str, str],
-                          model_path: str, predictions_path: str, architecture: str, cfg: dict, seed: int,
-                          device_name: str, checkpoint: str, threads: int | None = None,
-                          progress: bool = True) -> pd.DataFrame:
-    """A multi-label classifier on one manifest; probabilities on every test set's test split."""
+def train_supplementation(real_path: str, synthetic_path: str, train_path: str, val_path: str,
+                          test_paths: dict[str, str], model_path: str, predictions_path: str, architecture: str,
+                          cfg: dict, section: str, seed: int, device_name: str, checkpoint: str,
+                          threads: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """A multi-label classifier on one manifest; probabilities on every test set's test split.
+
+    Validation is the train site's validation split, real images only, for every protocol (Study B
+    never validated on synthetic images)."""
     from ..data.cxr import training_targets
     from .training import predict
 
@@ -78,7 +84,11 @@ def train_supplementation(real_path: str, synthetic_path: str, train_path: str, 
         raw[rows] = pool.labels[train.index[rows]]
     targets = training_targets(raw, cfg["uncertain"])
     images = PooledImages(train, open_images(real_path), open_images(synthetic_path))
-    log.info("%s on %s, device %s, precision %s", architecture, train.attrs["counts"], device, precision)
+    site = read_imageset(val_path, images=False)
+    val_rows = np.flatnonzero(site.split == SPLITS["val"])
+    val = (open_images(val_path, val_rows), training_targets(site.labels[val_rows], cfg["uncertain"]))
+    log.info("%s on %s (validation: %d real images), device %s, precision %s", architecture, train.attrs["counts"],
+             len(val_rows), device, precision)
 
     def predict_tests(model):
         frames = []
@@ -97,5 +107,6 @@ def train_supplementation(real_path: str, synthetic_path: str, train_path: str, 
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    return _train_predict_save(images, targets, real.class_names, train.attrs["counts"], architecture, cfg, seed,
-                               device, precision, checkpoint, model_path, predictions_path, predict_tests, progress)
+    return _train_predict_save(images, targets, val, real.class_names, train.attrs["counts"], architecture, cfg,
+                               section, seed, device, precision, checkpoint, model_path, predictions_path,
+                               predict_tests, progress)

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.config import config_hash
+from ..core.errors import PipelineError, TrainingDivergedError
 from ..core.imageset import array_digest, data_key
 from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
 from ..core.seeds import derive_seed
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 
 # Keys that may change without invalidating a checkpoint: the learning rate is constant, so a run
 # extended from k to more epochs continues exactly as an uninterrupted run of the longer budget;
-# the number of loader processes never changes which images form a batch.
-RESUMABLE_KEYS = ("epochs", "loader_workers")
+# the number of loader processes never changes which images form a batch; the best epoch is always
+# tracked, so which one is returned (selection) and when to stop (patience) only read that record.
+RESUMABLE_KEYS = ("epochs", "loader_workers", "selection", "patience")
+SELECTIONS = ("last", "best_val_loss")
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -68,6 +71,37 @@ def _optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
 
 
+def _targets(labels: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(labels, dtype=torch.long if np.ndim(labels) == 1 else torch.float32)
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, images, targets: torch.Tensor, batch_size: int, device: torch.device,
+              precision: str, workers: int = 0) -> float:
+    """The training loss averaged over a held-out set, in eval mode."""
+    model.eval()
+    batches = [np.arange(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)]
+    total = 0.0
+    for idx, x in zip(batches, iter_batches(images, batches, workers)):
+        with autocast(device, precision):
+            logits = model(images_to_tensor(x, device)).float()
+        total += _loss(logits, targets[idx].to(device)).item() * len(idx)
+    return total / len(images)
+
+
+def _check_finite(loss: torch.Tensor, section: str, cfg: dict, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDivergedError(
+            f"the {section} loss became {loss.item()} in epoch {epoch + 1}: training diverged; lower "
+            f"config key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
+
+
+def _stopped(history: dict, patience: int | None) -> bool:
+    """Early stopping: ``patience`` epochs without a better validation loss than the best so far."""
+    best = history["best_epoch"]
+    return patience is not None and best is not None and len(history["val_loss"]) - best >= patience
+
+
 def train_classifier(
     images,
     labels: np.ndarray,
@@ -78,11 +112,27 @@ def train_classifier(
     device: torch.device,
     precision: str,
     ckpt_path: str | Path,
+    val: tuple | None = None,
+    section: str = "classifier",
     progress: bool = True,
-) -> nn.Module:
-    """Train (from scratch, or from ``cfg["pretrained"]``); a checkpoint after every epoch lets a killed
-    job resume at that epoch. ``labels`` are class indices (N,) or multi-label targets (N, L)."""
-    y_all = torch.as_tensor(labels, dtype=torch.long if np.ndim(labels) == 1 else torch.float32)
+) -> tuple[nn.Module, dict]:
+    """Train (from scratch, or from ``cfg["pretrained"]``) and return the model with its history.
+
+    A checkpoint after every epoch lets a killed job resume at that epoch. ``labels`` are class
+    indices (N,) or multi-label targets (N, L). With ``val`` = (images, labels), the validation loss
+    is measured after every epoch and the best epoch kept: ``cfg["selection"]`` returns that epoch's
+    weights (``best_val_loss``) or the last ones (``last``), and ``cfg["patience"]`` stops after that
+    many epochs without improvement. ``section`` names the config section in error messages.
+    """
+    selection, patience = cfg.get("selection", "last"), cfg.get("patience")
+    if selection not in SELECTIONS:
+        raise PipelineError(f"config key '{section}.selection' is {selection!r}; choose one of {SELECTIONS}")
+    if (selection != "last" or patience is not None) and (val is None or len(val[1]) == 0):
+        raise PipelineError(f"config key '{section}.selection: {selection}' / 'patience: {patience}' needs "
+                            "validation images, and this run has none; give the data a validation split "
+                            "(assembly.val_fraction or data.val_fraction above 0) or set selection: last, "
+                            "patience: null")
+    y_all = _targets(labels)
     in_channels = images_to_tensor(images[np.arange(1)]).shape[1]
     torch.manual_seed(derive_seed(seed, "init"))
     model = build_classifier(architecture, in_channels, num_classes)
@@ -93,7 +143,11 @@ def train_classifier(
     # Everything that shapes the model: the section, the seed and exactly which images and targets.
     run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
                            | {"seed": seed, "arch": architecture, "images": data_key(images),
-                              "targets": array_digest(labels)})
+                              "targets": array_digest(labels),
+                              "val": None if val is None else [data_key(val[0]), array_digest(val[1])]})
+    val_targets = None if val is None else _targets(val[1])
+    history = {"train_loss": [], "val_loss": [], "best_epoch": None}
+    best_state = None
     ckpt_path = Path(ckpt_path)
     epoch = 0
     if ckpt_path.is_file():
@@ -101,10 +155,10 @@ def train_classifier(
         if state["hash"] == run_hash and state["epoch"] <= cfg["epochs"]:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
-            epoch = state["epoch"]
+            epoch, history, best_state = state["epoch"], state["history"], state["best_state"]
             log.info("resuming from %s at epoch %d", ckpt_path, epoch)
     bar = tqdm(total=cfg["epochs"], initial=epoch, desc=f"{architecture}", disable=not progress)
-    while epoch < cfg["epochs"]:
+    while epoch < cfg["epochs"] and not _stopped(history, patience):
         model.train()
         order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch)))
         batches = [order[i : i + cfg["batch_size"]].numpy() for i in range(0, len(order), cfg["batch_size"])]
@@ -113,17 +167,37 @@ def train_classifier(
             x, y = images_to_tensor(x, device), y_all[idx].to(device)
             with autocast(device, precision):
                 loss = _loss(model(x).float(), y)
+            _check_finite(loss, section, cfg, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+        history["train_loss"].append(total / len(y_all))
+        if val is not None:
+            history["val_loss"].append(mean_loss(model, val[0], val_targets, 4 * cfg["batch_size"], device,
+                                                 precision, cfg.get("loader_workers", 0)))
+            best = history["best_epoch"]
+            if best is None or history["val_loss"][-1] < history["val_loss"][best - 1]:
+                history["best_epoch"] = epoch + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         epoch += 1
         atomic_torch_save({"epoch": epoch, "hash": run_hash, "model": model.state_dict(),
-                           "optimizer": opt.state_dict()}, ckpt_path)
+                           "optimizer": opt.state_dict(), "history": history, "best_state": best_state}, ckpt_path)
         bar.update(1)
-        bar.set_postfix(loss=f"{total / len(y_all):.4f}")
+        shown = {"loss": f"{history['train_loss'][-1]:.4f}"}
+        if history["val_loss"]:
+            shown["val_loss"] = f"{history['val_loss'][-1]:.4f}"
+        bar.set_postfix(shown)
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v}" for k, v in shown.items()))
     bar.close()
-    return model
+    history["epochs_run"] = epoch
+    history["selected_epoch"] = history["best_epoch"] if selection == "best_val_loss" else epoch
+    if selection == "best_val_loss":
+        model.load_state_dict(best_state)
+    if _stopped(history, patience) and epoch < cfg["epochs"]:
+        log.info("stopped early after epoch %d: no better validation loss for %d epochs", epoch, patience)
+    log.info("returning the weights of epoch %d (selection: %s)", history["selected_epoch"], selection)
+    return model, history
 
 
 @torch.no_grad()

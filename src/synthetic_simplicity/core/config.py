@@ -13,8 +13,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .errors import PipelineError
 
-class ConfigError(ValueError):
+
+class ConfigError(PipelineError, ValueError):
     """The config breaks the schema; the message names the key and what is allowed."""
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .errors import PipelineError
+
 
 # 2: files carry a content fingerprint; version-1 files are rebuilt, never resumed from.
 SCHEMA_VERSION = 2
@@ -45,7 +47,7 @@ ROW_ARRAYS = {"label": np.int64, "labels": np.float32, "source": np.uint8, "spli
               "replica": np.int64}
 
 
-class ImageSetError(ValueError):
+class ImageSetError(PipelineError, ValueError):
     """An image-set file does not follow the contract."""
 
 

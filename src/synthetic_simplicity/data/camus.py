@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, SPLITS, ImageSet
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ MET_TYPES = {"MET_UCHAR": "u1", "MET_CHAR": "i1", "MET_SHORT": "i2", "MET_USHORT
              "MET_UINT": "u4", "MET_FLOAT": "f4", "MET_DOUBLE": "f8"}
 
 
-class CamusError(RuntimeError):
+class CamusError(PipelineError, RuntimeError):
     """A one-line, user-facing problem with CAMUS input or configuration."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .camus import to_square_uint8
+from ..core.errors import PipelineError
 from ..core.imageset import SPLITS
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ _RACE_SPELLINGS = {
 DEFAULT_RACE_MAP = {raw: race for race, spellings in _RACE_SPELLINGS.items() for raw in spellings}
 
 
-class CxrError(ValueError):
+class CxrError(PipelineError, ValueError):
     """A one-line, user-facing problem with a chest X-ray site: names the file (and column) and the fix."""
 
 

@@ -101,7 +101,8 @@ def _mnist_binary(site_name: str, site: dict, data: dict, split_seed: int) -> Im
     images, labels = mnist.load_embedded()
     digits = site["digits"]
     s = mnist.build_real(images, labels, digits, data["test_fraction"], split_seed, image_size=data["image_size"],
-                         max_per_class=site["max_per_class"], provenance={"source": "embedded"})
+                         max_per_class=site["max_per_class"], provenance={"source": "embedded"},
+                         val_fraction=data["val_fraction"])
     positive = (s.label == 1).astype(np.float32)[:, None]
     keys = np.array([f"{site_name}:{i}" for i in range(len(s))])
     return ImageSet(images=s.images, label=None, labels=positive, source=s.source, split=s.split, dataset=site_name,

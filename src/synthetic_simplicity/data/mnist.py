@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, SPLITS, ImageSet
 
 IDX_FILES = {
@@ -25,7 +26,7 @@ OFFLINE_HINT = "offline? set mnist.data.source: embedded (the 5,000-image MNIST 
 NATIVE_SIZE = 28
 
 
-class MnistError(RuntimeError):
+class MnistError(PipelineError, RuntimeError):
     """A one-line, user-facing problem with MNIST input or configuration."""
 
 
@@ -151,14 +152,16 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 def build_real(images: np.ndarray, labels: np.ndarray, digits: list[int], test_fraction: float,
                seed: int, image_size: int = NATIVE_SIZE, max_per_class: int | None = None,
-               provenance: dict | None = None) -> ImageSet:
-    """The configured digits as classes 0..K-1, with a seeded stratified train/test split."""
+               provenance: dict | None = None, val_fraction: float = 0.0) -> ImageSet:
+    """The configured digits as classes 0..K-1, with a seeded stratified train/(val/)test split."""
     digits = list(digits)
     ok = all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d <= 9 for d in digits)
     if not ok or len(digits) < 2 or len(set(digits)) != len(digits):
         raise MnistError(f"mnist.data.digits must list at least 2 distinct digits in 0..9, got {digits}")
     if not 0 < test_fraction < 1:
         raise MnistError(f"mnist.data.test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    if not 0 <= val_fraction < 1 - test_fraction:
+        raise MnistError(f"data.val_fraction must lie in [0, 1 - test_fraction), got {val_fraction}")
     if max_per_class is not None and max_per_class < 2:
         raise MnistError(f"mnist.data.max_per_class must be at least 2 (or null), got {max_per_class}")
     if image_size < 1:
@@ -169,7 +172,7 @@ def build_real(images: np.ndarray, labels: np.ndarray, digits: list[int], test_f
                          f"{images.shape} and {labels.shape} labels")
 
     rng = np.random.default_rng(seed)
-    keep, cls, is_test = [], [], []
+    keep, cls, part = [], [], []
     for k, d in enumerate(digits):  # digit order fixes the rng stream, so it is deterministic
         idx = np.flatnonzero(labels == d)
         if max_per_class is not None and len(idx) > max_per_class:
@@ -178,19 +181,22 @@ def build_real(images: np.ndarray, labels: np.ndarray, digits: list[int], test_f
             raise MnistError(f"digit {d} in mnist.data.digits has {len(idx)} images; need at least 2")
         # Exact round() as specified, but both splits keep at least one image of every class.
         n_test = min(max(round(test_fraction * len(idx)), 1), len(idx) - 1)
-        test = np.zeros(len(idx), bool)
-        test[rng.permutation(len(idx))[:n_test]] = True
-        keep.append(idx), cls.append(np.full(len(idx), k, np.int64)), is_test.append(test)
-    keep, cls, is_test = np.concatenate(keep), np.concatenate(cls), np.concatenate(is_test)
+        n_val = min(round(val_fraction * len(idx)), len(idx) - 1 - n_test)
+        order = rng.permutation(len(idx))
+        split = np.full(len(idx), SPLITS["train"], np.uint8)
+        split[order[:n_test]] = SPLITS["test"]
+        split[order[n_test:n_test + n_val]] = SPLITS["val"]
+        keep.append(idx), cls.append(np.full(len(idx), k, np.int64)), part.append(split)
+    keep, cls, part = np.concatenate(keep), np.concatenate(cls), np.concatenate(part)
     order = np.argsort(keep, kind="stable")  # rows stay in source-file order
-    keep, cls, is_test = keep[order], cls[order], is_test[order]
+    keep, cls, split = keep[order], cls[order], part[order]
 
     x = images[keep]
     if image_size != x.shape[1] or image_size != x.shape[2]:
         x = _resize(x, image_size)
-    split = np.where(is_test, SPLITS["test"], SPLITS["train"]).astype(np.uint8)
     prov = {**(provenance or {}), "digits": [int(d) for d in digits], "test_fraction": float(test_fraction),
             "split_seed": int(seed), "max_per_class": max_per_class, "image_size": int(image_size),
-            "n_train": int((~is_test).sum()), "n_test": int(is_test.sum())}
+            "val_fraction": float(val_fraction),
+            **{f"n_{name}": int((split == code).sum()) for name, code in SPLITS.items()}}
     return ImageSet(images=x, label=cls, source=np.full(len(cls), SOURCES["real"], np.uint8), split=split,
                     dataset="mnist", class_names=[str(d) for d in digits], provenance=prov)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..core.config import config_hash
+from ..core.errors import TrainingDivergedError
 from ..core.imageset import array_digest, data_key
 from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
 from ..core.seeds import derive_seed
@@ -56,6 +57,7 @@ def train_diffusion(
     device: torch.device,
     precision: str,
     ckpt_dir: str | Path,
+    section: str = "diffusion",
     progress: bool = True,
 ) -> dict:
     """Train on the given (training-split) images and return a bundle for ``load_generator``.
@@ -117,6 +119,10 @@ def train_diffusion(
         with autocast(device, precision):
             pred = model(xt, t, class_labels=y.to(device)).sample
         loss = F.mse_loss(pred.float(), noise)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the {section} loss became {loss.item()} at step {step + 1}: training diverged; lower config "
+                f"key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -8,13 +8,14 @@ import logging
 import numpy as np
 
 from ..core.config import config_hash
+from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, SPLITS, ImageSet, ImageSetWriter, read_imageset
 from ..core.runtime import job_runtime, load_torch
 
 log = logging.getLogger(__name__)
 
 
-class SynthesisQualityError(RuntimeError):
+class SynthesisQualityError(PipelineError, RuntimeError):
     """Too many degenerate samples: the generator is undertrained or the sampler diverges."""
 
 
