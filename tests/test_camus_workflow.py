@@ -13,8 +13,9 @@ TEST_CAMUS = REPO / "config" / "test_camus.yaml"
 
 
 def camus_args(root) -> list[str]:
-    return ["--configfile", str(TEST_CAMUS), "--config", "device=cpu", f'camus={{"data":{{"root":"{root}"}}}}',
-            "--cores", "2"]
+    # The README's --config pattern, with a number: Snakemake hands nested values over as strings.
+    return ["--configfile", str(TEST_CAMUS), "--config", "device=cpu",
+            f'camus={{"data":{{"root":"{root}","image_size":20}}}}', "--cores", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_camus_alpha_sweep_produces_its_figures(camus_run):
     assert (workdir / "results/figures/camus_samples.png").stat().st_size > 0
     real = read_imageset(workdir / "results/camus/real.h5")
     assert real.class_names == ["2CH", "4CH"]
-    assert real.images.shape[1:] == (16, 16)  # the preset's size survived the --config override
+    assert real.images.shape[1:] == (20, 20)  # the command line's number, not the preset's 16
 
 
 @pytest.mark.slow

@@ -16,6 +16,20 @@ def load(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
+PRESETS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_validates_merged_over_the_default(name):
+    """As Snakemake reads `--configfile config/<name>`: merged over config/config.yaml, then validated."""
+    from snakemake.utils import update_config
+
+    merged = load("config.yaml")
+    update_config(merged, load(name))
+    cfg = validate_config(merged, SCHEMA)
+    assert set(cfg["datasets"]) <= {"mnist", "camus"} and set(cfg["supplementation"]) <= {"chexpert", "mnist_demo"}
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
 def test_shipped_configs_validate(name):
     raw = load(name)
@@ -162,3 +176,31 @@ def test_config_hash_is_stable_and_order_free():
     assert config_hash(a) == config_hash(b)
     assert len(config_hash(a)) == 16 and int(config_hash(a), 16) >= 0
     assert config_hash(a) != config_hash(a | {"lr": 0.2})
+
+
+def test_command_line_strings_become_the_schema_type():
+    """Snakemake passes nested --config values (and top-level true/null) as strings."""
+    cfg = validate_config({"seed": "3", "mnist": {
+        "data": {"digits": ["3", "8"], "image_size": "20", "max_per_class": "null"},
+        "synthesis": {"clip_sample": "false", "guidance_scale": "2"},
+        "classifier": {"learning_rate": "1e-3", "patience": "null", "seeds": "[0, 1]"}},
+        "camus": {"data": {"root": "/data/camus", "image_size": "64", "min_quality": "null"}}}, SCHEMA)
+    assert cfg["seed"] == 3 and cfg["mnist"]["data"]["digits"] == [3, 8] and cfg["mnist"]["data"]["image_size"] == 20
+    assert cfg["mnist"]["data"]["max_per_class"] is None and cfg["mnist"]["synthesis"]["clip_sample"] is False
+    assert cfg["mnist"]["synthesis"]["guidance_scale"] == 2 and cfg["mnist"]["classifier"]["learning_rate"] == 0.001
+    assert cfg["mnist"]["classifier"]["seeds"] == [0, 1] and cfg["mnist"]["classifier"]["patience"] is None
+    assert cfg["camus"]["data"]["root"] == "/data/camus" and cfg["camus"]["data"]["min_quality"] is None
+    assert cfg["camus"]["data"]["image_size"] == 64
+
+
+@pytest.mark.parametrize("value", ["many", "3.5", "1e3x"])
+def test_a_string_that_does_not_parse_keeps_the_message_naming_the_key(value):
+    with pytest.raises(ConfigError, match=r"config key 'mnist\.diffusion\.steps': '.*' is not of type 'integer'"):
+        validate_config({"mnist": {"diffusion": {"steps": value}}}, SCHEMA)
+
+
+def test_strings_stay_strings_where_the_schema_wants_strings():
+    cfg = validate_config({"mnist": {"data": {"download_dir": "123"}}, "chexpert": {
+        "sites": {"x": {"format": "csv", "root": "null", "race_map": {"7": "White"}}}, "train_site": "x"}}, SCHEMA)
+    assert cfg["mnist"]["data"]["download_dir"] == "123" and cfg["chexpert"]["sites"]["x"]["root"] == "null"
+    assert cfg["chexpert"]["sites"]["x"]["race_map"] == {"7": "White"}

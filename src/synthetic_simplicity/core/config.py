@@ -1,6 +1,8 @@
 """Config validation against workflow/schemas/config.schema.yaml, with defaults filled in.
 
 Snakemake's own ``validate`` reports a jsonschema traceback; users need one line naming the key.
+Snakemake reads nested ``--config`` values (and top-level ``true``/``null``) as strings, so a
+string is first converted to the type the schema asks for when it parses unambiguously.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -54,6 +57,55 @@ def _check_site_names(config: dict) -> None:
                                   f"{sorted(sites)}; see config/README.md")
 
 
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _parse_scalar(text: str, types: set, enum: list | None):
+    """``text`` as the schema's non-string type, or ``text`` itself when it does not parse."""
+    word = text.strip().lower()
+    candidates = []
+    if "null" in types or (enum and None in enum):
+        candidates.append((word in ("null", "none", "~"), None))
+    if "boolean" in types or (enum and any(isinstance(v, bool) for v in enum)):
+        candidates.append((word in ("true", "false"), word == "true"))
+    if "integer" in types or "number" in types:
+        candidates.append((bool(_INTEGER.fullmatch(text.strip())), lambda: int(text)))
+    if "number" in types:
+        try:
+            candidates.append((True, float(text)))
+        except ValueError:
+            pass
+    for ok, value in candidates:
+        if ok:
+            value = value() if callable(value) else value
+            if enum is None or value in enum:
+                return value
+    return text
+
+
+def _coerce(node, schema: dict, root: dict):
+    """``node`` with strings converted where the schema wants a number, boolean, null or list."""
+    schema = _resolve(schema, root)
+    if isinstance(node, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in node.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                node[key] = _coerce(value, sub, root)
+        return node
+    types = schema.get("type", [])
+    types = {types} if isinstance(types, str) else set(types)
+    if isinstance(node, list):
+        return [_coerce(v, schema.get("items", {}), root) for v in node] if "items" in schema else node
+    if not isinstance(node, str) or "string" in types or node in (schema.get("enum") or []):
+        return node
+    if "array" in types and node.strip().startswith("["):
+        parsed = yaml.safe_load(node)
+        return _coerce(parsed, schema, root) if isinstance(parsed, list) else node
+    return _parse_scalar(node, types, schema.get("enum"))
+
+
 def _resolve(schema: dict, root: dict) -> dict:
     ref = schema.get("$ref")
     if not ref:
@@ -76,7 +128,7 @@ def _key(error: jsonschema.ValidationError) -> str:
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Return a copy of ``config`` with defaults filled in, or raise ConfigError naming the key."""
     root = yaml.safe_load(Path(schema_path).read_text())
-    config = copy.deepcopy(config)
+    config = _coerce(copy.deepcopy(config), root, root)
     _fill_defaults(config, root, root)
     validator = jsonschema.Draft202012Validator(root)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
