@@ -198,6 +198,22 @@ def test_tiny_outputs(tiny):
 
 
 @pytest.mark.slow
+def test_tiny_run_shows_the_shortcut(tiny):
+    """Study A's shape, cheaply: a 4-step generator makes noise, trivially told from real digits, so at
+    alpha 0 and 1 the small CNN learns the source. It must fail the two cells whose class/source pairing
+    it never saw and pass the two it did."""
+    workdir, _, _ = tiny
+    table = pd.read_csv(workdir / "results/mnist/alpha_metrics.csv")
+    cnn = table[(table["architecture"] == "cnn") & table["metric"].str.startswith("acc_cell:")]
+    acc = {(row.alpha, row.cell): row["mean"] for _, row in cnn.iterrows()}
+    seen = {1.0: ("2·real", "4·synthetic"), 0.0: ("2·synthetic", "4·real")}
+    for alpha, matched in seen.items():
+        mismatched = [c for c in ("2·real", "2·synthetic", "4·real", "4·synthetic") if c not in matched]
+        assert all(acc[(alpha, c)] >= 0.8 for c in matched), (alpha, acc)
+        assert all(acc[(alpha, c)] <= 0.2 for c in mismatched), (alpha, acc)
+
+
+@pytest.mark.slow
 def test_tiny_metrics_match_test_manifest(tiny):
     from synthetic_simplicity.assembly.manifest import read_manifest
     from synthetic_simplicity.core.imageset import SPLITS, read_imageset
