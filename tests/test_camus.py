@@ -60,7 +60,7 @@ def test_detect_both_layouts_and_root_spellings(nifti_root, mhd_root):
     (lambda tmp: None, "camus.data.root is not set"),
     (lambda tmp: "", "camus.data.root is not set"),
     (lambda tmp: tmp / "nowhere", "does not exist"),
-    (lambda tmp: tmp, "contains 3 entries, none like patientNNNN/"),
+    (lambda tmp: tmp, "contains 3 entries: a.txt, b/, c/, none like patientNNNN/"),
 ])
 def test_root_errors_are_one_line_with_hint_and_finding(tmp_path, make, found):
     (tmp_path / "a.txt").write_text("x")

@@ -82,3 +82,15 @@ def test_camus_dag(tmp_path):
     out = check(snakemake(tmp_path, *camus_args(root), "-n"))
     stats = job_stats(out)
     assert stats["camus_real"] == 1 and stats["train_classifier"] == 6 and "mnist_real" not in stats
+
+
+@pytest.mark.parametrize("defect, says", [("missing_cfg", "Info_2CH.cfg: view info file is missing"),
+                                          ("3d_still", "patient0001_2CH_ED.nii.gz: a still must be 2-D"),
+                                          ("corrupt_file", "patient0001_2CH_ED.nii.gz: unreadable NIfTI file")])
+def test_a_malformed_tree_ends_the_data_job_with_its_message_alone(tmp_path, defect, says):
+    root = write_nifti_tree(tmp_path / "data", 4, defect=defect)
+    out = check(snakemake(tmp_path, "results/camus/real.h5", *camus_args(root)), rc=1)
+    shown = [line for line in out.splitlines() if says in line]
+    log = (tmp_path / "logs/data/camus_real.log").read_text().strip().splitlines()
+    assert len(shown) == 1 and shown[0] == log[-1] and "Traceback" not in out, out
+    assert not (tmp_path / "results/camus/real.h5").exists()

@@ -265,8 +265,10 @@ def test_condition_vector_layout():
     expected = np.zeros(22, np.float32)
     expected[[0, 1, 7, 8, 9, 21]] = [6, 1, 1, 1, 0.5, 1]  # age 67 -> 6, Female, Asian, findings
     np.testing.assert_array_equal(v[0], expected)
-    expected[[0, 1, 7]] = 0  # unknown age, sex and race
+    expected[[0, 1, 7]] = [np.nan, 0, 0]  # unknown age is its own value, not decade 0; sex and race all-zero
     np.testing.assert_array_equal(v[1], expected)
+    child = condition_vectors(pd.DataFrame([{"age": 5.0, "sex": None, "race": None, **labels}]), uncertain=0.5)
+    assert child[0, 0] == 0 and not np.isnan(child[0, 0])
     assert condition_vectors(frame, uncertain=0.0)[0, 9] == 0
 
 
@@ -307,16 +309,18 @@ def test_load_image_keeps_aspect_and_pads_centred(tmp_path):
 # ---------------------------------------------------------------- errors
 
 def test_clear_errors(tmp_path):
-    with pytest.raises(CxrError, match=r"chexpert site root '.*nowhere' does not exist; download CheXpert"):
-        read_site(chexpert_site(tmp_path / "nowhere"))
-    with pytest.raises(CxrError, match="chexpert site: root is not set"):
+    with pytest.raises(CxrError, match=r"config key 'x\.root' = '.*nowhere' does not exist; download CheXpert"):
+        read_site(chexpert_site(tmp_path / "nowhere"), "x")
+    with pytest.raises(CxrError, match=r"config key 'site\.root' is not set \(credentialed data is never"):
         read_site(chexpert_site(""))
-    with pytest.raises(CxrError, match=r"mimic root .*mimic-cxr-2\.0\.0-metadata\.csv\.gz \(or \.csv\) not found; "
-                                       r"MIMIC-CXR-JPG needs PhysioNet"):
-        read_site(mimic_site(tmp_path))
-    with pytest.raises(CxrError, match="site format must be one of"):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(CxrError, match=r"config key 'chexpert\.sites\.mimic\.root' = .*: expected "
+                                       r"mimic-cxr-2\.0\.0-metadata\.csv\.gz \(or \.csv\) in it, found 1 entry: "
+                                       r"notes\.txt; MIMIC-CXR-JPG needs PhysioNet"):
+        read_site(mimic_site(tmp_path), "chexpert.sites.mimic")
+    with pytest.raises(CxrError, match="'site.format' must be one of"):
         read_site({"format": "dicom", "root": str(tmp_path)})
-    with pytest.raises(CxrError, match="views must be one of"):
+    with pytest.raises(CxrError, match="'site.views' must be one of"):
         read_site(chexpert_site(tmp_path, views="lateral"))
 
     root = write_chexpert_tree(tmp_path / "c", 3)
@@ -334,7 +338,8 @@ def test_clear_errors(tmp_path):
     table.assign(Edema="yes").to_csv(train, index=False)
     with pytest.raises(CxrError, match=r"train\.csv: column 'Edema' holds 'yes'; labels must be"):
         read_site(chexpert_site(root))
-    with pytest.raises(CxrError, match=r"no train\.csv in it or in CheXpert-v1\.0-small/ or CheXpert-v1\.0/"):
+    with pytest.raises(CxrError, match=r"expected train\.csv in it or in CheXpert-v1\.0-small/ or CheXpert-v1\.0/, "
+                                       r"found 2 entries: c/, notes\.txt"):
         read_site(chexpert_site(tmp_path))
     table.to_csv(train, index=False)
     with pytest.raises(CxrError, match=r"missing\.csv: file not found; give CheXpert's CHEXPERT DEMO table"):

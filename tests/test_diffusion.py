@@ -207,6 +207,14 @@ def test_vector_conditions_train_from_hdf5_and_resume_bit_identically(tmp_path, 
         emb = model.class_embedding(torch.cat([torch.as_tensor(cond[:1]), null]))
     assert torch.equal(emb[1], model.class_embedding.null)  # the learned null embedding
     assert not torch.equal(emb[0], emb[1])
+    # An unknown age (NaN) is projected with the learned "unknown" entry, never as decade 0.
+    projection = model.class_embedding
+    with torch.no_grad():
+        projection.unknown[0] = 3.5
+        unknown_age, as_zero, as_35 = torch.as_tensor(cond[:1]).repeat(3, 1)
+        unknown_age[0], as_zero[0], as_35[0] = float("nan"), 0.0, 3.5
+        out = projection(torch.stack([unknown_age, as_zero, as_35]))
+    assert torch.allclose(out[0], out[2]) and not torch.allclose(out[0], out[1])
 
 
 def test_diverging_loss_stops_with_the_key_to_change(tmp_path, data):

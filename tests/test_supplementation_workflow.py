@@ -121,8 +121,59 @@ def test_chexpert_preset_plans_study_b(tmp_path):
 
 def test_missing_site_root_stops_before_any_job(tmp_path):
     out = check(snakemake(tmp_path, "-n", "--configfile", str(TEST_PRESET)), rc=1)
-    assert "config key 'chexpert.sites.chexpert.root' is None" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("CxrError: config key 'chexpert.sites.chexpert.root' is not set"), out
+    assert "Traceback" not in out and "Job stats" not in out
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("site", ["chexpert", "mimic"])
+def test_empty_or_wrong_site_root_says_what_was_expected_and_found(tmp_path, site):
+    data = tmp_path / "data"
+    roots = {"chexpert": write_chexpert_tree(data / "chexpert", 4), "mimic": write_mimic_tree(data / "mimic", 4)}
+    wrong = data / "empty"
+    wrong.mkdir()
+    (wrong / "readme.txt").write_text("not the download")
+    roots[site] = wrong
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    out = check(snakemake(workdir, "-n", "--configfile", str(TEST_PRESET),
+                          roots_config(tmp_path, roots["chexpert"], roots["mimic"])), rc=1)
+    last = out.strip().splitlines()[-1]
+    expected = {"chexpert": "expected train.csv in it", "mimic": "expected mimic-cxr-2.0.0-metadata.csv.gz"}[site]
+    assert last.startswith(f"CxrError: config key 'chexpert.sites.{site}.root' = '{wrong}': {expected}"), out
+    assert "found 1 entry: readme.txt" in last and "Traceback" not in out
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("profile", ["none", "default"])
+def test_a_missing_jpeg_ends_the_data_job_with_its_message_alone(tmp_path, profile):
+    """The data job's expected failure: the message naming the file is the last line the job prints and
+    the last line of its log, with no traceback, with or without the workflow profile."""
+    from test_workflow import BIN, SNAKEFILE, SNAKEMAKE
+    import os
+    import subprocess
+
+    data = tmp_path / "data"
+    chexpert_root, mimic_root = write_chexpert_tree(data / "chexpert", 4), write_mimic_tree(data / "mimic", 4)
+    train = pd.read_csv(chexpert_root / "CheXpert-v1.0-small" / "train.csv")
+    (chexpert_root / train.Path.iloc[0]).unlink()
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir), "results/chexpert/real.h5",
+           "--configfile", str(TEST_PRESET), roots_config(tmp_path, chexpert_root, mimic_root), "--cores", "1"]
+    if profile == "none":
+        cmd += ["--workflow-profile", "none"]
+    res = subprocess.run(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert res.returncode != 0
+    message = f"{chexpert_root / train.Path.iloc[0]}: image listed in"
+    log = (workdir / "logs/data/chexpert_real.log").read_text().strip().splitlines()
+    assert log[-1].startswith(message) and "Traceback" not in "\n".join(log)
+    shown = [line for line in res.stdout.splitlines() if message in line]
+    assert len(shown) == 1 and shown[0] == log[-1], res.stdout
+    assert "Traceback" not in res.stdout
+    assert not (workdir / "results/chexpert/real.h5").exists()
 
 
 def test_unknown_site_name_is_a_config_error(tmp_path):

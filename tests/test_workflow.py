@@ -375,3 +375,25 @@ def test_other_digits_never_resume_the_old_generator(tmp_path):
     assert "resuming" not in log and "other training images" in log, log[-2000:]
     assert bundle["stats"]["resumed_from"] == 0 and bundle["stats"]["steps"] == 300
     assert bundle["class_names"] == ["3", "8"]
+
+
+# --------------------------------------------------------------------------- job errors
+
+
+def test_job_log_shows_an_expected_failure_alone_and_a_bug_with_its_traceback(tmp_path, capsys):
+    from synthetic_simplicity.core.errors import PipelineError
+    from synthetic_simplicity.core.joblog import job_log
+
+    for error, traceback_expected in ((PipelineError("data.csv: column 'Path' is missing; add it"), False),
+                                      (ZeroDivisionError("division by zero"), True)):
+        log = tmp_path / f"{type(error).__name__}.log"
+        with pytest.raises(SystemExit) as stop:
+            with job_log(str(log)):
+                raise error
+        assert stop.value.code == 1
+        screen, text = capsys.readouterr().err, log.read_text()
+        assert ("Traceback" in screen) is traceback_expected and ("Traceback" in text) is traceback_expected
+        assert screen.strip().splitlines()[-1].endswith(str(error))
+        assert text.strip().splitlines()[-1].endswith(str(error))
+        if not traceback_expected:
+            assert screen.strip() == str(error)

@@ -2,10 +2,15 @@
 from pathlib import Path
 
 from synthetic_simplicity.core.config import validate_config
+from synthetic_simplicity.core.errors import PipelineError
+from synthetic_simplicity.core.joblog import stop_workflow
 
-_validated = validate_config(
-    config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
-)
+try:
+    _validated = validate_config(
+        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
+except PipelineError as error:
+    stop_workflow(error)
 config.clear()
 config.update(_validated)
 
@@ -57,23 +62,25 @@ def camus_root(wildcards):
     """Checked while the DAG is built, so a missing CAMUS download stops the run before any job."""
     from synthetic_simplicity.data.camus import detect_layout
 
-    detect_layout(config["camus"]["data"]["root"])
+    try:
+        detect_layout(config["camus"]["data"]["root"])
+    except PipelineError as error:
+        stop_workflow(error)
     return []
 
 
 def site_root(wildcards):
-    """A Study B site's data must exist before any job runs; the message names the key to set."""
+    """A Study B site's download must be there before any job runs; the message names the key."""
+    from synthetic_simplicity.data.cxr import check_site
+
     study = wildcards.study
     name = getattr(wildcards, "site", config[study]["train_site"])
     site = config[study]["sites"][name]
     if site["format"] != "mnist":
-        needed = site["csv"] if site["format"] == "csv" else site["root"]
-        key = "csv" if site["format"] == "csv" else "root"
-        if needed is None or not Path(needed).exists():
-            raise ValueError(
-                f"config key '{study}.sites.{name}.{key}' is {needed!r}, which does not exist: point it at "
-                f"the {site['format']} download (credentialed data is never fetched; see config/README.md)"
-            )
+        try:
+            check_site(site, f"{study}.sites.{name}")
+        except PipelineError as error:
+            stop_workflow(error)
     return []
 
 

@@ -1,7 +1,7 @@
 """Rule aggregate_alpha: mean and confidence interval over seeds per alpha, architecture and cell."""
 
 from synthetic_simplicity.evaluation import jobs
-from synthetic_simplicity.core.joblog import start_log
+from synthetic_simplicity.core.joblog import job_log
 
-start_log(snakemake.log[0])
-jobs.aggregate_alpha(list(snakemake.input.metrics), snakemake.output.table, snakemake.params.ci)
+with job_log(snakemake.log[0]):
+    jobs.aggregate_alpha(list(snakemake.input.metrics), snakemake.output.table, snakemake.params.ci)

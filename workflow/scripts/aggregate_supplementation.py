@@ -1,8 +1,8 @@
 """Rule aggregate_supplementation: AUROC table with bootstrap CIs and p-values against real only."""
 
 from synthetic_simplicity.evaluation import jobs
-from synthetic_simplicity.core.joblog import start_log
+from synthetic_simplicity.core.joblog import job_log
 
-start_log(snakemake.log[0])
-p = snakemake.params
-jobs.aggregate_supplementation(snakemake.input.predictions, p.runs, snakemake.output.table, p.evaluation, p.seed)
+with job_log(snakemake.log[0]):
+    p = snakemake.params
+    jobs.aggregate_supplementation(snakemake.input.predictions, p.runs, snakemake.output.table, p.evaluation, p.seed)

@@ -1,7 +1,7 @@
 """Rule figure_alpha: accuracy per cell against alpha, one panel per architecture."""
 
 from synthetic_simplicity.figures import jobs
-from synthetic_simplicity.core.joblog import start_log
+from synthetic_simplicity.core.joblog import job_log
 
-start_log(snakemake.log[0])
-jobs.figure_alpha(snakemake.input.table, snakemake.input.real, snakemake.output.figure, snakemake.params.ci)
+with job_log(snakemake.log[0]):
+    jobs.figure_alpha(snakemake.input.table, snakemake.input.real, snakemake.output.figure, snakemake.params.ci)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, SPLITS, ImageSet
+from .folders import describe
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,6 @@ def _kind_of(folder: Path) -> str | None:
     return None
 
 
-def _listing(folder: Path, limit: int = 8) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    noun = "entry" if len(names) == 1 else "entries"
-    return (f"{len(names)} {noun}, none like patientNNNN/patientNNNN_2CH_ED.{{nii.gz,mhd}}: "
-            f"{', '.join(names[:limit]) or '(empty)'}{more}")
-
-
 def detect_layout(root) -> tuple[str, Path]:
     """("nifti" | "mhd", folder holding the patientNNNN folders) for the folder ``camus.data.root`` names."""
     if root is None or str(root).strip() == "":
@@ -99,7 +92,7 @@ def detect_layout(root) -> tuple[str, Path]:
         found = (f"it holds {n_pat} patient folders but {_patient_dirs(path)[0].name} has no "
                  f"{_patient_dirs(path)[0].name}_2CH_ED.nii.gz or .mhd (incomplete download?)")
     else:
-        found = f"it contains {_listing(path)}"
+        found = f"it contains {describe(path)}, none like patientNNNN/patientNNNN_2CH_ED.{{nii.gz,mhd}}"
     raise CamusError(f"camus.data.root='{root}': {found}. {REGISTRATION_HINT}")
 
 

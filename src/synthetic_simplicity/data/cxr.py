@@ -19,6 +19,7 @@ import pandas as pd
 from .camus import to_square_uint8
 from ..core.errors import PipelineError
 from ..core.imageset import SPLITS
+from .folders import describe
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +130,21 @@ def _key(path) -> str:
 
 # ---------------------------------------------------------------- the three site formats
 
-def _read_chexpert(site: dict, root: Path, views: str, races: dict):
+def _chexpert_base(root: Path, key: str) -> Path:
+    """The folder holding train.csv: ``root`` itself or its CheXpert-v1.0[-small]/."""
     found = [root / n for n in CHEXPERT_RELEASES if (root / n / "train.csv").is_file()]
     if len(found) > 1:
-        raise CxrError(f"chexpert root '{root}' holds both {found[0].name}/ and {found[1].name}/; "
+        raise CxrError(f"config key '{key}.root' = '{root}' holds both {found[0].name}/ and {found[1].name}/; "
                        "set root to the one you mean")
     base = found[0] if found else root
     if not (base / "train.csv").is_file():
-        raise CxrError(f"chexpert root '{root}': no train.csv in it or in {'/ or '.join(CHEXPERT_RELEASES)}/; "
-                       f"{SETUP_HINTS['chexpert']}")
+        raise CxrError(f"config key '{key}.root' = '{root}': expected train.csv in it or in "
+                       f"{'/ or '.join(CHEXPERT_RELEASES)}/, found {describe(root)}; {SETUP_HINTS['chexpert']}")
+    return base
+
+
+def _read_chexpert(site: dict, root: Path, views: str, races: dict, key: str):
+    base = _chexpert_base(root, key)
     tables = []
     for name in ("train.csv", "valid.csv"):  # valid.csv: 200 radiologist-labelled studies, when present
         if name == "train.csv" or (base / name).is_file():
@@ -175,11 +182,15 @@ def _read_chexpert(site: dict, root: Path, views: str, races: dict):
     return pd.concat([out, df[FINDINGS]], axis=1), source, {"release": release}
 
 
-def _mimic_table(root: Path, name: str) -> Path:
+MIMIC_TABLES = ("metadata", "chexpert", "split")
+
+
+def _mimic_table(root: Path, name: str, key: str) -> Path:
     for ext in (".csv.gz", ".csv"):
         if (root / f"mimic-cxr-2.0.0-{name}{ext}").is_file():
             return root / f"mimic-cxr-2.0.0-{name}{ext}"
-    raise CxrError(f"mimic root '{root}': mimic-cxr-2.0.0-{name}.csv.gz (or .csv) not found; {SETUP_HINTS['mimic']}")
+    raise CxrError(f"config key '{key}.root' = '{root}': expected mimic-cxr-2.0.0-{name}.csv.gz (or .csv) in it, "
+                   f"found {describe(root)}; {SETUP_HINTS['mimic']}")
 
 
 def _mimic_races(patients_path: Path, subjects: pd.Series, races: dict) -> list:
@@ -203,8 +214,8 @@ def _mimic_races(patients_path: Path, subjects: pd.Series, races: dict) -> list:
     return [None if pd.isna(r) else r for r in subjects.map(one.set_index("subject_id")["race"])]
 
 
-def _read_mimic(site: dict, root: Path, views: str, races: dict):
-    meta_path, lab_path, split_path = (_mimic_table(root, n) for n in ("metadata", "chexpert", "split"))
+def _read_mimic(site: dict, root: Path, views: str, races: dict, key: str):
+    meta_path, lab_path, split_path = (_mimic_table(root, n, key) for n in MIMIC_TABLES)
     meta = _read_table(meta_path, SETUP_HINTS["mimic"], ("dicom_id", "subject_id", "study_id", "ViewPosition"))
     if views == "frontal":
         meta = meta[meta["ViewPosition"].isin(["PA", "AP"])]
@@ -237,9 +248,7 @@ def _read_mimic(site: dict, root: Path, views: str, races: dict):
     return pd.concat([out, _labels(df, lab_path)], axis=1), meta_path, {}
 
 
-def _read_csv(site: dict, root: Path, views: str, races: dict):
-    if not site.get("csv"):
-        raise CxrError("csv site: 'csv' is not set; give the label CSV (Path column + finding columns)")
+def _read_csv(site: dict, root: Path, views: str, races: dict, key: str):
     if site.get("demographics"):
         raise CxrError(f"{site['csv']}: demographics is read for chexpert and mimic sites only; "
                        "put PID/Sex/Age/Race columns in the CSV instead")
@@ -291,25 +300,47 @@ def _apply_split_files(df: pd.DataFrame, split_files: dict) -> tuple[pd.DataFram
     return df, {"n_dropped_unlisted": int((~keep).sum()), "n_split_entries_unmatched": unmatched}
 
 
-def read_site(site: dict) -> pd.DataFrame:
+def check_site(site: dict, key: str = "site") -> Path:
+    """The site's root, after the checks that need no table read: cheap enough to run while Snakemake
+    builds the DAG, so a missing or wrong download stops the run before any job. ``key`` is the site's
+    config path (``chexpert.sites.mimic``) for the messages."""
+    fmt = site.get("format")
+    if fmt not in FORMATS:
+        raise CxrError(f"config key '{key}.format' must be one of {list(FORMATS)}, got {fmt!r}")
+    if site.get("views", "frontal") not in VIEWS:
+        raise CxrError(f"config key '{key}.views' must be one of {list(VIEWS)}, got {site.get('views')!r}")
+    root = site.get("root")
+    if root is None or str(root).strip() == "":
+        raise CxrError(f"config key '{key}.root' is not set (credentialed data is never downloaded); "
+                       f"{SETUP_HINTS[fmt]}")
+    root = Path(str(root)).expanduser()
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise CxrError(f"config key '{key}.root' = '{root}' {what}; {SETUP_HINTS[fmt]}")
+    if fmt == "chexpert":
+        _chexpert_base(root, key)
+    elif fmt == "mimic":
+        for name in MIMIC_TABLES:
+            _mimic_table(root, name, key)
+        if not (root / "files").is_dir():
+            raise CxrError(f"config key '{key}.root' = '{root}': expected the images under files/, found "
+                           f"{describe(root)}; {SETUP_HINTS['mimic']}")
+    elif not site.get("csv"):
+        raise CxrError(f"config key '{key}.csv' is not set; give the label CSV (Path column + finding columns)")
+    elif not Path(site["csv"]).is_file():
+        raise CxrError(f"config key '{key}.csv' = '{site['csv']}' does not exist; give the label CSV "
+                       "(Path column + finding columns)")
+    return root
+
+
+def read_site(site: dict, key: str = "site") -> pd.DataFrame:
     """One image per row: path, subject, age, sex, race, split_hint and the 14 FINDINGS (raw floats), by path.
 
     ``frame.attrs`` records the format, root and what was dropped (for provenance)."""
-    fmt = site.get("format")
-    if fmt not in FORMATS:
-        raise CxrError(f"site format must be one of {list(FORMATS)}, got {fmt!r}")
-    views = site.get("views") or "frontal"
-    if views not in VIEWS:
-        raise CxrError(f"{fmt} site: views must be one of {list(VIEWS)}, got {views!r}")
-    root = site.get("root")
-    if root is None or str(root).strip() == "":
-        raise CxrError(f"{fmt} site: root is not set; {SETUP_HINTS[fmt]}")
-    root = Path(str(root)).expanduser()
-    if not root.is_dir():
-        raise CxrError(f"{fmt} site root '{root}' {'is a file, not a folder' if root.exists() else 'does not exist'}; "
-                       f"{SETUP_HINTS[fmt]}")
+    root = check_site(site, key)
+    fmt, views = site["format"], site.get("views") or "frontal"
     reader = {"chexpert": _read_chexpert, "mimic": _read_mimic, "csv": _read_csv}[fmt]
-    df, source, attrs = reader(site, root, views, _race_lookup(site.get("race_map")))
+    df, source, attrs = reader(site, root, views, _race_lookup(site.get("race_map")), key)
     dup = df["key"].duplicated()
     if dup.any():
         raise CxrError(f"{source}: image {df['key'][dup].iloc[0]} is listed twice; keep one row per image")
@@ -367,11 +398,12 @@ def label_matrix(frame: pd.DataFrame) -> np.ndarray:
 
 
 def condition_vectors(frame: pd.DataFrame, uncertain: float) -> np.ndarray:
-    """(N, 22) float32 in COND_NAMES order, as Study B builds ``cls``: age // 10 (unknown 0), one-hot sex and
-    race (unknown: all zeros), findings 1 -> 1, 0 / blank -> 0, -1 -> ``uncertain``."""
+    """(N, 22) float32 in COND_NAMES order, as Study B builds ``cls``: age // 10, one-hot sex and race
+    (unknown: all zeros), findings 1 -> 1, 0 / blank -> 0, -1 -> ``uncertain``. An unknown age is NaN, not
+    decade 0 (a child): the generator's projection gives a NaN entry its own learned value."""
     out = np.zeros((len(frame), len(COND_NAMES)), np.float32)
     age = frame["age"].to_numpy(float)
-    out[:, 0] = np.where(np.isnan(age), 0, age // 10)
+    out[:, 0] = age // 10
     out[:, 1:3] = np.stack([(frame["sex"] == s).to_numpy() for s in SEXES], 1)
     out[:, 3:8] = np.stack([(frame["race"] == r).to_numpy() for r in RACES], 1)
     labels = label_matrix(frame)

@@ -48,7 +48,7 @@ def camus_real(out_path: str, data: dict, base_seed: int) -> None:
 
 
 def supplementation_real(out_path: str, site_name: str, site: dict, data: dict, base_seed: int,
-                         threads: int = 1, progress: bool = True) -> None:
+                         threads: int = 1, key: str = "site", progress: bool = True) -> None:
     """One site's real images as a multi-label image set with condition vectors.
 
     Images are decoded in ``threads`` threads and streamed into the file in batches, so a
@@ -64,7 +64,7 @@ def supplementation_real(out_path: str, site_name: str, site: dict, data: dict, 
 
     from . import cxr
 
-    frame = cxr.read_site(site)
+    frame = cxr.read_site(site, key)
     if site["max_patients"]:
         keep = sorted(frame["subject"].unique())[: site["max_patients"]]
         frame = frame[frame["subject"].isin(keep)].reset_index(drop=True)

@@ -23,17 +23,21 @@ def padded_size(size: int, n_blocks: int) -> int:
 
 class ConditionProjection(torch.nn.Module):
     """Continuous condition -> time-embedding slot, as in Study B's Mediffusion UNet (linear, SiLU,
-    linear), with a learned null embedding for rows that are all NaN (dropped conditions)."""
+    linear), with a learned null embedding for rows that are all NaN (dropped conditions) and a learned
+    value for a single unknown (NaN) entry, such as an unknown age, so it is never read as a real value."""
 
     def __init__(self, cond_dim: int, embed_dim: int):
         super().__init__()
         self.net = torch.nn.Sequential(torch.nn.Linear(cond_dim, embed_dim), torch.nn.SiLU(),
                                        torch.nn.Linear(embed_dim, embed_dim))
         self.null = torch.nn.Parameter(torch.zeros(embed_dim))
+        self.unknown = torch.nn.Parameter(torch.zeros(cond_dim))
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
-        dropped = torch.isnan(cond).all(dim=1, keepdim=True)
-        emb = self.net(torch.nan_to_num(cond.to(self.null.dtype)))
+        cond = cond.to(self.null.dtype)
+        missing = torch.isnan(cond)
+        dropped = missing.all(dim=1, keepdim=True)
+        emb = self.net(torch.where(missing, self.unknown.to(cond.dtype), cond))
         return torch.where(dropped, self.null.to(emb.dtype), emb)
 
 
