@@ -1,6 +1,7 @@
 """Config validation: shipped configs pass, defaults are filled, errors name the key path."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,13 @@ def test_shipped_configs_validate(name):
 def test_default_config_is_complete():
     # config/config.yaml documents every key, so filling defaults adds nothing to it; the camus stage
     # sections share the MNIST definitions ($defs) and are documented once, under mnist.
+    # Variants name only what differs; the rest is inherited (test_variants_inherit_...).
     raw = load("config.yaml")
     filled = validate_config(raw, SCHEMA)
     shared = ("camus", "chexpert", "mnist_demo")
+    for v_raw, v_filled in zip(raw["mnist"]["variants"], filled["mnist"]["variants"]):
+        assert v_filled.items() >= v_raw.items()
+    filled["mnist"]["variants"] = raw["mnist"]["variants"]
     assert {k: v for k, v in filled.items() if k not in shared} == {k: v for k, v in raw.items() if k not in shared}
     assert filled["camus"]["data"] == raw["camus"]["data"]
     assert set(filled["camus"]) == set(filled["mnist"])
@@ -74,8 +79,13 @@ def test_empty_config_gets_every_default():
     assert cfg["mnist"]["evaluation"]["ci"] == 0.95
     # the defaults equal the documented default config, except Study B's per-study sections,
     # whose sites and sizes config/config.yaml sets (the schema's defaults are shared by studies)
+    # and MNIST's two generator variants, which config/config.yaml names (the schema's default, one
+    # variant "main" with the synthesis section's sampler, is what CAMUS and a bare config get).
     documented = validate_config(load("config.yaml"), SCHEMA)
     study_b = ("chexpert", "mnist_demo")
+    assert [v["name"] for v in cfg["mnist"]["variants"]] == ["main"]
+    assert [v["name"] for v in documented["mnist"]["variants"]] == ["ddpm50", "ddim20"]
+    cfg["mnist"]["variants"] = documented["mnist"]["variants"]
     assert {k: v for k, v in cfg.items() if k not in study_b} == {k: v for k, v in documented.items() if k not in study_b}
     assert documented["chexpert"]["classifier"]["uncertain"] == "ignore"
     assert documented["chexpert"]["sites"]["mimic"]["views"] == "frontal"  # site entries get defaults too
@@ -204,3 +214,35 @@ def test_strings_stay_strings_where_the_schema_wants_strings():
         "sites": {"x": {"format": "csv", "root": "null", "race_map": {"7": "White"}}}, "train_site": "x"}}, SCHEMA)
     assert cfg["mnist"]["data"]["download_dir"] == "123" and cfg["chexpert"]["sites"]["x"]["root"] == "null"
     assert cfg["chexpert"]["sites"]["x"]["race_map"] == {"7": "White"}
+
+
+def test_variants_inherit_their_stage_sections_and_train_to_the_largest_budget():
+    from synthetic_simplicity.core.config import variant_synthesis
+
+    raw = load("config.yaml")
+    raw["mnist"]["variants"] = [{"name": "early", "steps": 300}, {"name": "late", "steps": 1500, "sampler": "ddim"},
+                                {"name": "plain"}]
+    cfg = validate_config(raw, SCHEMA)
+    early, late, plain = cfg["mnist"]["variants"]
+    assert cfg["mnist"]["diffusion"]["steps"] == 1500  # one run, to the largest budget
+    assert plain["steps"] == 1000  # the diffusion.steps of the config, before the largest budget
+    assert early["sampler"] == plain["sampler"] == "ddpm" and late["sampler"] == "ddim"
+    assert late["architectures"] == cfg["mnist"]["classifier"]["architectures"]
+    assert variant_synthesis(cfg["mnist"], "late") == cfg["mnist"]["synthesis"] | {"sampler": "ddim"}
+    assert validate_config(cfg, SCHEMA) == cfg  # a resolved config resolves to itself
+    assert cfg["camus"]["variants"] == [{"name": "main", "steps": 1000, "sampler": "ddpm", "sampling_steps": 50,
+                                         "guidance_scale": 1.0, "clip_sample": True,
+                                         "architectures": ["cnn"]}]
+
+
+@pytest.mark.parametrize("variants, key", [
+    ([{"name": "a"}, {"name": "a", "sampler": "ddim"}], "appear more than once"),
+    ([{"name": "bad/name"}], "mnist.variants[0].name"),
+    ([{"name": "a", "sampler": "euler"}], "mnist.variants[0].sampler"),
+    ([], "mnist.variants"),
+])
+def test_bad_variants_name_the_key(variants, key):
+    raw = load("config.yaml")
+    raw["mnist"]["variants"] = variants
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        validate_config(raw, SCHEMA)

@@ -32,10 +32,10 @@ def data():
     return images, labels
 
 
-def train(data, ckpt_dir, **changes):
+def train(data, ckpt_dir, snapshots=(), **changes):
     images, labels = data
     return train_diffusion(images, labels, 2, tiny_cfg(**changes), seed=5, device=CPU, precision="fp32",
-                           ckpt_dir=ckpt_dir, progress=False)
+                           ckpt_dir=ckpt_dir, progress=False, snapshots=snapshots)
 
 
 def assert_state_equal(a: dict, b: dict) -> None:
@@ -116,7 +116,7 @@ def test_checkpoints_load_without_running_code(tmp_path, data):
     bundle = train(data, d, steps=2)
     for path in d.glob("step_*.pt"):
         state = torch.load(path, weights_only=True)
-        assert state["hash"] == bundle["hash"] and set(state) == {"step", "hash", "model", "optimizer", "ema"}
+        assert state["hash"] == bundle["hash"] and set(state) == {"step", "hash", "model", "optimizer", "ema", "snapshots"}
 
 
 def test_only_keep_checkpoints_remain(tmp_path, data):
@@ -127,6 +127,37 @@ def test_only_keep_checkpoints_remain(tmp_path, data):
     d1 = tmp_path / "one"
     train(data, d1, steps=3, keep_checkpoints=1, checkpoint_every=2)
     assert steps_on_disk(d1) == [3]  # the final step is always saved
+
+
+def test_snapshot_is_the_model_of_a_shorter_run(tmp_path, data):
+    """Variants that differ only in budget share one run: its step-2 snapshot is what a 2-step run gives."""
+    long = train(data, tmp_path / "long", steps=4, snapshots=[2, 4, 9])
+    short = train(data, tmp_path / "short", steps=2)
+    assert set(long["snapshots"]) == {"2"}  # the final step is the bundle itself; 9 lies beyond the budget
+    assert_state_equal(long["snapshots"]["2"], short["state_dict"])
+    assert not torch.equal(long["snapshots"]["2"]["conv_in.weight"], long["state_dict"]["conv_in.weight"])
+    from synthetic_simplicity.diffusion.model import GeneratorBudgetError, generator_hash, generator_steps
+
+    assert generator_steps(long) == [2, 4]
+    assert generator_hash(long, 2) != generator_hash(long, 4) == generator_hash(long) == long["hash"]
+    assert_state_equal(load_generator(long, CPU, 2).state_dict(), short["state_dict"])
+    with pytest.raises(GeneratorBudgetError, match="no snapshot after 3 steps"):
+        load_generator(long, CPU, 3)
+
+
+def test_snapshots_survive_a_resume_and_a_checkpoint_without_them_is_not_used(tmp_path, data, caplog):
+    resumed_dir, straight_dir = tmp_path / "a", tmp_path / "b"
+    train(data, resumed_dir, steps=3, snapshots=[2], keep_checkpoints=5)
+    resumed = train(data, resumed_dir, steps=4, snapshots=[2])
+    assert resumed["stats"]["resumed_from"] == 3
+    straight = train(data, straight_dir, steps=4, snapshots=[2])
+    assert_state_equal(resumed["snapshots"]["2"], straight["snapshots"]["2"])
+    # Asking for a snapshot before the newest checkpoint that it lacks: that checkpoint cannot serve.
+    train(data, tmp_path / "c", steps=3, keep_checkpoints=1)
+    with caplog.at_level(logging.WARNING):
+        late = train(data, tmp_path / "c", steps=4, snapshots=[1])
+    assert late["stats"]["resumed_from"] == 0 and set(late["snapshots"]) == {"1"}
+    assert "snapshot" in caplog.text
 
 
 def test_bundle_loads_as_generator(tmp_path, data):

@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
 
 from synthetic_simplicity.evaluation.auroc import (
     COLUMNS, _boot_auroc, _draw_weights, _resamples, adjust_p, auroc, cluster_bootstrap, label_targets,

@@ -93,6 +93,23 @@ def test_replicas_are_sampled_once_and_reused_for_smaller_k(cxr_run):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_replica_pool_detectability_splits_patients(cxr_run):
+    """The replica C2ST trains on one patient half and is scored on the other; the row is in the table."""
+    from synthetic_simplicity.detectability.jobs import patient_halves
+
+    workdir = cxr_run[0]
+    record = json.loads((workdir / "results/chexpert/detectability.json").read_text())
+    pooled = record["c2st"]["pooled"]
+    assert 0 <= pooled["ci_low"] <= pooled["auroc"] <= pooled["ci_high"] <= 1
+    assert record["c2st"]["n_train"] > 0 and record["c2st"]["n_test"] > 0
+    table = pd.read_csv(workdir / "results/chexpert/detectability.csv")
+    assert set(table["variant"]) == {"replicas"} and "c2st_auroc" in set(table["metric"])
+    halves = patient_halves(np.array(["p1", "p2", "p1", "p3", "p2"]), 7)
+    assert halves[0] == halves[2] and halves[1] == halves[4] and set(halves) <= {0, 1}
+    assert not (workdir / "results/chexpert/c2st_checkpoint.pt").exists()
+
+
 def test_run_records_and_rerun_does_nothing(cxr_run):
     workdir, args, _ = cxr_run
     record = json.loads((workdir / "results/chexpert/runs/cnn/supplemented_k1_seed0/metrics.json").read_text())

@@ -66,12 +66,28 @@ def check(result: subprocess.CompletedProcess, rc: int = 0) -> str:
 
 
 def test_default_dag(tmp_path):
+    """Two sampler variants share one generator: it is trained once, and each variant gets its own
+    pools, detectability, 5 alphas x 3 seeds of the CNN."""
     out = check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), "-n"))
     stats = job_stats(out)
-    for rule, n in {"train_classifier": 30, "assemble_alpha": 15, "evaluate_run": 30, "figure_alpha": 1,
-                    "figure_samples": 1, "aggregate_alpha": 1, "train_diffusion": 1, "all": 1}.items():
+    for rule, n in {"train_diffusion": 1, "sample_synthetic": 2, "detectability": 2, "task_reference": 1,
+                    "train_classifier": 30, "assemble_alpha": 30, "evaluate_run": 30, "aggregate_alpha": 1,
+                    "aggregate_detectability": 1, "shortcut_summary": 1, "figure_alpha": 1, "figure_samples": 1,
+                    "figure_fidelity": 1, "figure_fingerprints": 1, "all": 1}.items():
         assert stats.get(rule) == n, f"{rule}: {stats.get(rule)} jobs, expected {n} ({stats})"
     assert not (tmp_path / "results").exists()
+
+
+def test_budget_variants_share_one_training_run(tmp_path):
+    override = tmp_path / "variants.yaml"
+    override.write_text(yaml.safe_dump({"mnist": {"variants": [
+        {"name": "short", "steps": 200}, {"name": "long", "steps": 600},
+        {"name": "long_ddim", "steps": 600, "sampler": "ddim", "sampling_steps": 20}]}}))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    out = check(snakemake(workdir, "--configfile", str(DEFAULT_CONFIG), str(override), "-n", "-p"))
+    stats = job_stats(out)
+    assert stats["train_diffusion"] == 1 and stats["sample_synthetic"] == 3, stats
 
 
 def test_single_figure_target(tmp_path):
@@ -136,8 +152,8 @@ def alpha_tag(alpha) -> str:
 
 def run_dirs(workdir: Path, cfg: dict) -> list[Path]:
     m = cfg["mnist"]
-    return [workdir / f"results/mnist/runs/{arch}/alpha{alpha_tag(a)}_seed{s}"
-            for arch in m["classifier"]["architectures"] for a in m["assembly"]["alphas"]
+    return [workdir / f"results/mnist/variants/{v['name']}/runs/{arch}/alpha{alpha_tag(a)}_seed{s}"
+            for v in m["variants"] for arch in v["architectures"] for a in m["assembly"]["alphas"]
             for s in m["classifier"]["seeds"]]
 
 
@@ -155,8 +171,8 @@ def rerun(tiny, noop):
     Returns the dry-run's job stats and output, plus copies of the deleted run's files.
     """
     workdir, _, _ = tiny
-    wiped = workdir / "results/mnist/runs/cnn/alpha0.5_seed0"
-    lost = workdir / "results/mnist/runs/resnet18/alpha1_seed0/predictions.csv"
+    wiped = workdir / "results/mnist/variants/main/runs/cnn/alpha0.5_seed0"
+    lost = workdir / "results/mnist/variants/main/runs/resnet18/alpha1_seed0/predictions.csv"
     saved = workdir.parent / "saved_run"
     shutil.copytree(wiped, saved, dirs_exist_ok=True)
     shutil.rmtree(wiped)
@@ -187,13 +203,16 @@ def test_tiny_outputs(tiny):
     table = pd.read_csv(workdir / "results/mnist/alpha_metrics.csv")
     m = cfg["mnist"]
     cells = table[table["metric"].str.startswith("acc_cell:")]
-    for arch in m["classifier"]["architectures"]:
-        for alpha in m["assembly"]["alphas"]:
-            rows = cells[(cells["architecture"] == arch) & (cells["alpha"] == float(alpha))]
-            assert rows["cell"].nunique() == 4, f"{arch} alpha {alpha}: {rows}"
-            assert (rows["n_seeds"] == len(m["classifier"]["seeds"])).all()
-            assert rows["mean"].between(0, 1).all()
-    assert set(table["architecture"]) == {"cnn", "resnet18"}
+    for v in m["variants"]:
+        for arch in v["architectures"]:
+            for alpha in m["assembly"]["alphas"]:
+                rows = cells[(cells["variant"] == v["name"]) & (cells["architecture"] == arch)
+                             & (cells["alpha"] == float(alpha))]
+                assert rows["cell"].nunique() == 4, f"{v['name']} {arch} alpha {alpha}: {rows}"
+                assert (rows["n_seeds"] == len(m["classifier"]["seeds"])).all()
+                assert rows["mean"].between(0, 1).all()
+    assert set(zip(table["variant"], table["architecture"])) == {("main", "cnn"), ("main", "resnet18"),
+                                                                 ("early", "cnn")}
     assert sorted(set(table["alpha"])) == [0.0, 0.5, 1.0]
 
 
@@ -204,13 +223,15 @@ def test_tiny_run_shows_the_shortcut(tiny):
     it never saw and pass the two it did."""
     workdir, _, _ = tiny
     table = pd.read_csv(workdir / "results/mnist/alpha_metrics.csv")
-    cnn = table[(table["architecture"] == "cnn") & table["metric"].str.startswith("acc_cell:")]
-    acc = {(row.alpha, row.cell): row["mean"] for _, row in cnn.iterrows()}
     seen = {1.0: ("2·real", "4·synthetic"), 0.0: ("2·synthetic", "4·real")}
-    for alpha, matched in seen.items():
-        mismatched = [c for c in ("2·real", "2·synthetic", "4·real", "4·synthetic") if c not in matched]
-        assert all(acc[(alpha, c)] >= 0.8 for c in matched), (alpha, acc)
-        assert all(acc[(alpha, c)] <= 0.2 for c in mismatched), (alpha, acc)
+    for variant in ("main", "early"):
+        cnn = table[(table["variant"] == variant) & (table["architecture"] == "cnn")
+                    & table["metric"].str.startswith("acc_cell:")]
+        acc = {(row.alpha, row.cell): row["mean"] for _, row in cnn.iterrows()}
+        for alpha, matched in seen.items():
+            mismatched = [c for c in ("2·real", "2·synthetic", "4·real", "4·synthetic") if c not in matched]
+            assert all(acc[(alpha, c)] >= 0.8 for c in matched), (variant, alpha, acc)
+            assert all(acc[(alpha, c)] <= 0.2 for c in mismatched), (variant, alpha, acc)
 
 
 @pytest.mark.slow
@@ -219,7 +240,7 @@ def test_tiny_metrics_match_test_manifest(tiny):
     from synthetic_simplicity.core.imageset import SPLITS, read_imageset
 
     workdir, _, cfg = tiny
-    manifest = read_manifest(workdir / "results/mnist/manifests/test.h5")
+    manifest = read_manifest(workdir / "results/mnist/variants/main/manifests/test.h5")
     expected = {f"count_cell:{k}": v for k, v in manifest.attrs["counts"].items()}
     assert len(expected) == 4 and min(expected.values()) > 0
     # Every real test image is in the test set; the synthetic test pool is as large as the real one.
@@ -228,7 +249,7 @@ def test_tiny_metrics_match_test_manifest(tiny):
         n_real = int(((real.split == SPLITS["test"]) & (real.label == k)).sum())
         assert expected[f"count_cell:{name}·real"] == n_real
         assert expected[f"count_cell:{name}·synthetic"] == n_real
-    dirs = run_dirs(workdir, cfg)
+    dirs = [d for d in run_dirs(workdir, cfg) if d.parts[-4] == "main"]
     assert len(dirs) == 6
     for d in dirs:
         record = json.loads((d / "metrics.json").read_text())
@@ -242,14 +263,19 @@ def test_tiny_metrics_match_test_manifest(tiny):
 def test_tiny_rule_logs(tiny):
     workdir, _, cfg = tiny
     m = cfg["mnist"]
-    logs = ["data/mnist_real.log", "diffusion/mnist.log", "synthesis/mnist.log", "assembly/mnist_test.log",
-            "evaluation/mnist_aggregate.log", "figures/mnist_alpha.log", "figures/mnist_samples.log"]
-    for a in m["assembly"]["alphas"]:
-        for s in m["classifier"]["seeds"]:
-            logs.append(f"assembly/mnist_alpha{alpha_tag(a)}_seed{s}.log")
-            for arch in m["classifier"]["architectures"]:
-                logs += [f"classifier/mnist_{arch}_alpha{alpha_tag(a)}_seed{s}.log",
-                         f"evaluation/mnist_{arch}_alpha{alpha_tag(a)}_seed{s}.log"]
+    logs = ["data/mnist_real.log", "diffusion/mnist.log", "evaluation/mnist_aggregate.log",
+            "detectability/mnist_task.log", "detectability/mnist_aggregate.log", "detectability/mnist_summary.log",
+            "figures/mnist_alpha.log", "figures/mnist_samples.log", "figures/mnist_fidelity.log",
+            "figures/mnist_fingerprints.log"]
+    for v in m["variants"]:
+        name = v["name"]
+        logs += [f"synthesis/mnist_{name}.log", f"assembly/mnist_{name}_test.log", f"detectability/mnist_{name}.log"]
+        for a in m["assembly"]["alphas"]:
+            for s in m["classifier"]["seeds"]:
+                logs.append(f"assembly/mnist_{name}_alpha{alpha_tag(a)}_seed{s}.log")
+                for arch in v["architectures"]:
+                    logs += [f"classifier/mnist_{name}_{arch}_alpha{alpha_tag(a)}_seed{s}.log",
+                             f"evaluation/mnist_{name}_{arch}_alpha{alpha_tag(a)}_seed{s}.log"]
     missing = [p for p in logs if not (workdir / "logs" / p).is_file()]
     assert not missing, f"missing logs: {missing}"
     on_disk = {str(p.relative_to(workdir / "logs")) for p in (workdir / "logs").rglob("*.log")}
@@ -258,12 +284,14 @@ def test_tiny_rule_logs(tiny):
 
 @pytest.mark.slow
 def test_every_torch_file_loads_without_running_code(tiny):
-    """model.pt of the generator and of every classifier load with weights_only=True (no pickle code)."""
+    """model.pt of the generator and of every classifier, and the task reference, load with
+    weights_only=True (no pickle code); no checkpoint of a finished job is left."""
     import torch
 
     workdir, _, cfg = tiny
     files = sorted((workdir / "results").rglob("*.pt"))
-    assert {p.name for p in files} == {"model.pt"} and len(files) == 1 + len(run_dirs(workdir, cfg))
+    assert {p.name for p in files} == {"model.pt", "task_reference.pt"}
+    assert len(files) == 2 + len(run_dirs(workdir, cfg))
     for path in files:
         assert isinstance(torch.load(path, weights_only=True), dict), path
 
@@ -278,9 +306,10 @@ def test_tiny_second_invocation_does_nothing(noop):
 def test_tiny_rerun_only_what_was_lost(rerun):
     stats = rerun["stats"]
     assert stats == {"train_classifier": 2, "evaluate_run": 2, "aggregate_alpha": 1, "figure_alpha": 1,
-                     "all": 1}, rerun["dry"]
-    planned = set(re.findall(r"output: (results/mnist/runs/\S+)/model\.pt", rerun["dry"]))
-    assert planned == {"results/mnist/runs/cnn/alpha0.5_seed0", "results/mnist/runs/resnet18/alpha1_seed0"}
+                     "shortcut_summary": 1, "figure_fidelity": 1, "all": 1}, rerun["dry"]
+    planned = set(re.findall(r"output: (results/mnist/variants/\S+)/model\.pt", rerun["dry"]))
+    assert planned == {"results/mnist/variants/main/runs/cnn/alpha0.5_seed0",
+                       "results/mnist/variants/main/runs/resnet18/alpha1_seed0"}
     assert job_stats(rerun["out"]) == stats
     assert rerun["lost"].is_file()
 

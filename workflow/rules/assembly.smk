@@ -1,15 +1,15 @@
-# Stage 4: manifests (rows of the real and synthetic pools), one per alpha and seed, and the test set.
+# Stage 4: manifests (rows of the real and synthetic pools), one per variant, alpha and seed, and the test set.
 
 
 rule assemble_alpha:
     input:
         real="results/{dataset}/real.h5",
-        synthetic="results/{dataset}/synthetic.h5",
+        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
     output:
-        manifest="results/{dataset}/manifests/alpha{alpha}_seed{seed}.h5",
-        val="results/{dataset}/manifests/alpha{alpha}_seed{seed}_val.h5",
+        manifest="results/{dataset}/variants/{variant}/manifests/alpha{alpha}_seed{seed}.h5",
+        val="results/{dataset}/variants/{variant}/manifests/alpha{alpha}_seed{seed}_val.h5",
     log:
-        "logs/assembly/{dataset}_alpha{alpha}_seed{seed}.log",
+        "logs/assembly/{dataset}_{variant}_alpha{alpha}_seed{seed}.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -26,11 +26,11 @@ rule assemble_alpha:
 rule assemble_test:
     input:
         real="results/{dataset}/real.h5",
-        synthetic="results/{dataset}/synthetic.h5",
+        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
     output:
-        manifest="results/{dataset}/manifests/test.h5",
+        manifest="results/{dataset}/variants/{variant}/manifests/test.h5",
     log:
-        "logs/assembly/{dataset}_test.log",
+        "logs/assembly/{dataset}_{variant}_test.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -1,20 +1,20 @@
-# Stage 5: one classifier per architecture, alpha and seed; per-image predictions on the test set.
+# Stage 5: one classifier per variant, architecture, alpha and seed; per-image predictions on the test set.
 
 
 rule train_classifier:
     input:
         real="results/{dataset}/real.h5",
-        synthetic="results/{dataset}/synthetic.h5",
-        train="results/{dataset}/manifests/alpha{alpha}_seed{seed}.h5",
-        val="results/{dataset}/manifests/alpha{alpha}_seed{seed}_val.h5",
-        test="results/{dataset}/manifests/test.h5",
+        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
+        train="results/{dataset}/variants/{variant}/manifests/alpha{alpha}_seed{seed}.h5",
+        val="results/{dataset}/variants/{variant}/manifests/alpha{alpha}_seed{seed}_val.h5",
+        test="results/{dataset}/variants/{variant}/manifests/test.h5",
     output:
-        model="results/{dataset}/runs/{arch}/alpha{alpha}_seed{seed}/model.pt",
-        predictions="results/{dataset}/runs/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
+        model="results/{dataset}/variants/{variant}/runs/{arch}/alpha{alpha}_seed{seed}/model.pt",
+        predictions="results/{dataset}/variants/{variant}/runs/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
     log:
-        "logs/classifier/{dataset}_{arch}_alpha{alpha}_seed{seed}.log",
+        "logs/classifier/{dataset}_{variant}_{arch}_alpha{alpha}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/classifier/{dataset}_{arch}_alpha{alpha}_seed{seed}.tsv"
+        "results/benchmarks/classifier/{dataset}_{variant}_{arch}_alpha{alpha}_seed{seed}.tsv"
     retries: 2  # a killed attempt resumes from its last finished epoch
     conda:
         "../../envs/torch.yaml"
@@ -28,7 +28,7 @@ rule train_classifier:
         seed=config["seed"],
         device=config["device"],
         checkpoint=lambda wildcards: (
-            f"results/{wildcards.dataset}/runs/{wildcards.arch}/"
+            f"{variant_dir(wildcards.dataset, wildcards.variant)}/runs/{wildcards.arch}/"
             f"alpha{wildcards.alpha}_seed{wildcards.seed}/checkpoint.pt"
         ),
     script:

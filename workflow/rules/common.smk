@@ -1,7 +1,7 @@
 # Config validation, wildcard constraints, input functions and target lists.
 from pathlib import Path
 
-from synthetic_simplicity.core.config import validate_config
+from synthetic_simplicity.core.config import validate_config, variant_synthesis
 from synthetic_simplicity.core.errors import PipelineError
 from synthetic_simplicity.core.joblog import stop_workflow
 
@@ -20,7 +20,11 @@ localrules:
     all,
     evaluate_run,
     aggregate_alpha,
+    aggregate_detectability,
+    shortcut_summary,
     figure_alpha,
+    figure_fidelity,
+    figure_fingerprints,
     figure_samples,
     figure_architectures,
     evaluate_supplementation_run,
@@ -29,6 +33,7 @@ localrules:
 
 wildcard_constraints:
     dataset="mnist|camus|chexpert|mnist_demo",
+    variant=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     study="chexpert|mnist_demo",
     alpha=r"[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
@@ -48,14 +53,47 @@ def alpha_tag(alpha):
     return f"{alpha:g}"
 
 
+def variant_dir(dataset, variant):
+    """Where one generator variant's pools, alpha sweep and detectability live."""
+    return f"results/{dataset}/variants/{variant}"
+
+
+def variant_names(dataset):
+    return [v["name"] for v in config[dataset]["variants"]]
+
+
+def variant(wildcards):
+    """The resolved settings of the variant in the wildcards (config/README.md: variants)."""
+    for v in config[wildcards.dataset]["variants"]:
+        if v["name"] == wildcards.variant:
+            return v
+    stop_workflow(
+        PipelineError(
+            f"no variant named {wildcards.variant!r} in config key "
+            f"'{wildcards.dataset}.variants' (names: {variant_names(wildcards.dataset)})"
+        )
+    )
+
+
+def snapshot_steps(dataset):
+    """The generator budgets the variants ask for; the diffusion run keeps each one."""
+    return sorted({v["steps"] for v in config[dataset].get("variants", [])})
+
+
 def run_dirs(dataset):
     cfg = config[dataset]
     return [
-        f"results/{dataset}/runs/{arch}/alpha{alpha_tag(a)}_seed{s}"
-        for arch in cfg["classifier"]["architectures"]
+        f"{variant_dir(dataset, v['name'])}/runs/{arch}/alpha{alpha_tag(a)}_seed{s}"
+        for v in cfg["variants"]
+        for arch in v["architectures"]
         for a in cfg["assembly"]["alphas"]
         for s in cfg["classifier"]["seeds"]
     ]
+
+
+def variant_files(dataset, name):
+    """One file of every variant of a dataset, e.g. ``synthetic.h5``."""
+    return [f"{variant_dir(dataset, v)}/{name}" for v in variant_names(dataset)]
 
 
 def camus_root(wildcards):
@@ -155,14 +193,19 @@ def all_targets():
     targets = [
         f"results/figures/{d}_{kind}"
         for d in config["datasets"]
-        for kind in ("alpha.pdf", "samples.png")
-    ] + [f"results/{d}/alpha_metrics.csv" for d in config["datasets"]]
+        for kind in ("alpha.pdf", "samples.png", "fidelity.pdf", "fingerprints.pdf")
+    ] + [
+        f"results/{d}/{table}.csv"
+        for d in config["datasets"]
+        for table in ("alpha_metrics", "detectability", "shortcut_summary")
+    ]
     if len(config["datasets"]) > 1:
         targets.append("results/figures/architectures_alpha.pdf")
     for study in config["supplementation"]:
         targets += [
             f"results/figures/{study}_supplementation.pdf",
             f"results/figures/{study}_supplementation_heatmap.pdf",
+            f"results/{study}/detectability.csv",
             f"results/{study}/supplementation_auroc.csv",
         ]
     return targets

@@ -24,5 +24,6 @@ rule train_diffusion:
         seed=config["seed"],
         device=config["device"],
         checkpoints=lambda wildcards: f"results/{wildcards.dataset}/diffusion/checkpoints",
+        snapshots=lambda wildcards: snapshot_steps(wildcards.dataset),
     script:
         "../scripts/train_diffusion.py"

@@ -4,6 +4,7 @@
 rule figure_alpha:
     input:
         table="results/{dataset}/alpha_metrics.csv",
+        detectability="results/{dataset}/detectability.csv",
         real="results/{dataset}/real.h5",
     output:
         figure="results/figures/{dataset}_alpha.pdf",
@@ -24,7 +25,7 @@ rule figure_alpha:
 rule figure_samples:
     input:
         real="results/{dataset}/real.h5",
-        synthetic="results/{dataset}/synthetic.h5",
+        synthetic=lambda wildcards: variant_files(wildcards.dataset, "synthetic.h5"),
     output:
         figure="results/figures/{dataset}_samples.png",
     log:
@@ -37,8 +38,49 @@ rule figure_samples:
         runtime=5,
     params:
         seed=config["seed"],
+        variants=lambda wildcards: variant_names(wildcards.dataset),
     script:
         "../scripts/figure_samples.py"
+
+
+rule figure_fidelity:
+    input:
+        summary="results/{dataset}/shortcut_summary.csv",
+        real="results/{dataset}/real.h5",
+    output:
+        figure="results/figures/{dataset}_fidelity.pdf",
+    log:
+        "logs/figures/{dataset}_fidelity.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/figure_fidelity.py"
+
+
+rule figure_fingerprints:
+    input:
+        fingerprints=lambda wildcards: variant_files(
+            wildcards.dataset, "fingerprints.npz"
+        ),
+        real="results/{dataset}/real.h5",
+    output:
+        figure="results/figures/{dataset}_fingerprints.pdf",
+    log:
+        "logs/figures/{dataset}_fingerprints.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        variants=lambda wildcards: variant_names(wildcards.dataset),
+    script:
+        "../scripts/figure_fingerprints.py"
 
 
 rule figure_architectures:

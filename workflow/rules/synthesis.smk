@@ -1,4 +1,4 @@
-# Stage 3: synthetic training and test pools, one seed per image.
+# Stage 3: synthetic training and test pools per generator variant, one seed per image.
 
 
 rule sample_synthetic:
@@ -6,11 +6,11 @@ rule sample_synthetic:
         real="results/{dataset}/real.h5",
         model="results/{dataset}/diffusion/model.pt",
     output:
-        synthetic="results/{dataset}/synthetic.h5",
+        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
     log:
-        "logs/synthesis/{dataset}.log",
+        "logs/synthesis/{dataset}_{variant}.log",
     benchmark:
-        "results/benchmarks/synthesis/{dataset}.tsv"
+        "results/benchmarks/synthesis/{dataset}_{variant}.tsv"
     retries: 2  # a killed attempt keeps its finished batches and samples only the rest
     conda:
         "../../envs/torch.yaml"
@@ -20,7 +20,10 @@ rule sample_synthetic:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
-        synthesis=lambda wildcards: section(wildcards, "synthesis"),
+        synthesis=lambda wildcards: variant_synthesis(
+            config[wildcards.dataset], wildcards.variant
+        ),
+        steps=lambda wildcards: variant(wildcards)["steps"],
         seed=config["seed"],
         device=config["device"],
     script:

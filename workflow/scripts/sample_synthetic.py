@@ -13,4 +13,5 @@ with job_log(snakemake.log[0]):
         derive_seed(snakemake.params.seed, snakemake.wildcards.dataset, "synthesis"),
         snakemake.params.device,
         threads=snakemake.threads,
+        steps=snakemake.params.steps,
     )

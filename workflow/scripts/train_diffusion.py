@@ -15,4 +15,5 @@ with job_log(snakemake.log[0]):
         snakemake.params.device,
         snakemake.params.checkpoints,
         threads=snakemake.threads,
+        snapshots=snakemake.params.snapshots,
     )

@@ -214,6 +214,19 @@ def predict(model: nn.Module, images, batch_size: int, device: torch.device, pre
     return np.concatenate(probs)
 
 
+@torch.no_grad()
+def embed(model: nn.Module, images, batch_size: int, device: torch.device, precision: str) -> np.ndarray:
+    """(N, D) penultimate features: the input of the model's last linear layer (its head)."""
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured = []
+    hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].float().cpu()))
+    try:
+        predict(model, images, batch_size, device, precision)
+    finally:
+        hook.remove()
+    return torch.cat(captured).numpy()
+
+
 def predictions_frame(pool: np.ndarray, index: np.ndarray, label: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
     """The per-image predictions contract read by the evaluation stage."""
     frame = pd.DataFrame({"pool": np.where(pool == 0, "real", "synthetic"), "index": index,

@@ -146,7 +146,40 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(msg + more + "; see config/README.md")
     _check_site_names(config)
+    for dataset in STUDY_A_DATASETS:
+        if dataset in config:
+            _resolve_variants(config[dataset], dataset)
     return config
+
+
+STUDY_A_DATASETS = ("mnist", "camus")
+# A variant's keys left null take these sections' values.
+VARIANT_SAMPLER_KEYS = ("sampler", "sampling_steps", "guidance_scale", "clip_sample")
+
+
+def _resolve_variants(section: dict, dataset: str) -> None:
+    """Fill each variant's null keys from the diffusion, synthesis and classifier sections, and train
+    the generator to the largest budget any variant asks for (in place; a second call changes nothing)."""
+    names = [v["name"] for v in section["variants"]]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"config key '{dataset}.variants': the name(s) {repeated} appear more than once; "
+                          f"every variant needs its own name (it names the variant's results folder)")
+    for variant in section["variants"]:
+        if variant.get("steps") is None:
+            variant["steps"] = section["diffusion"]["steps"]
+        for key in VARIANT_SAMPLER_KEYS:
+            if variant.get(key) is None:
+                variant[key] = section["synthesis"][key]
+        if variant.get("architectures") is None:
+            variant["architectures"] = list(section["classifier"]["architectures"])
+    section["diffusion"]["steps"] = max(v["steps"] for v in section["variants"])
+
+
+def variant_synthesis(section: dict, name: str) -> dict:
+    """The synthesis settings of one variant: the synthesis section with the variant's sampler keys."""
+    variant = next(v for v in section["variants"] if v["name"] == name)
+    return section["synthesis"] | {key: variant[key] for key in VARIANT_SAMPLER_KEYS}
 
 
 def config_hash(section: dict) -> str:

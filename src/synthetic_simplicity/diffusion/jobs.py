@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, section: str, seed: int,
-                    device_name: str, checkpoints: str, threads: int | None = None, progress: bool = True) -> dict:
-    """Study A conditions on the class, Study B on each row's condition vector; both train here."""
+                    device_name: str, checkpoints: str, threads: int | None = None, progress: bool = True,
+                    snapshots: list[int] = ()) -> dict:
+    """Study A conditions on the class, Study B on each row's condition vector; both train here.
+    ``snapshots``: earlier budgets kept in the bundle for Study A's generator variants."""
     from ..figures.samples import plot_grid
     from ..synthesis import sampling
     from .model import load_generator
@@ -30,7 +32,7 @@ def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, 
     conditions = real.cond[rows] if multilabel else real.label[rows]
     num_classes = None if multilabel else len(real.class_names)
     bundle = train(open_images(real_path, rows), conditions, num_classes, cfg, seed, device, precision, checkpoints,
-                   section=section, progress=progress)
+                   section=section, progress=progress, snapshots=snapshots)
     bundle["class_names"] = real.class_names
     bundle["precision"] = precision
     # Provenance that the generator saw training rows only (tests check it against the split).

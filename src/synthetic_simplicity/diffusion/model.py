@@ -14,6 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.errors import PipelineError
+
+
+class GeneratorBudgetError(PipelineError, LookupError):
+    """A variant asks for a training budget the generator bundle did not keep."""
+
 
 def padded_size(size: int, n_blocks: int) -> int:
     """UNet down-sampling needs a multiple of 2**(n_blocks-1): 28 stays 28 with 3 blocks, 28 -> 32 with 4."""
@@ -101,12 +107,30 @@ def crop_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
-def load_generator(bundle: dict, device: torch.device):
-    """The EMA UNet of a training bundle, in eval mode on ``device``."""
+def generator_steps(bundle: dict) -> list[int]:
+    """The training budgets a bundle can be loaded at: its snapshots and its final step."""
+    return sorted({int(s) for s in bundle.get("snapshots", {})} | {int(bundle["stats"]["steps"])})
+
+
+def generator_hash(bundle: dict, steps: int | None = None) -> str:
+    """Identity of the generator at ``steps`` (None: the final one), for resume keys and provenance."""
+    return bundle["hash"] if steps in (None, bundle["stats"]["steps"]) else f"{bundle['hash']}@{steps}"
+
+
+def load_generator(bundle: dict, device: torch.device, steps: int | None = None):
+    """The EMA UNet of a training bundle after ``steps`` steps (None: the final one), in eval mode."""
     from diffusers import UNet2DModel
 
+    if steps in (None, bundle["stats"]["steps"]):
+        state = bundle["state_dict"]
+    elif str(steps) in bundle.get("snapshots", {}):
+        state = bundle["snapshots"][str(steps)]
+    else:
+        raise GeneratorBudgetError(
+            f"the generator has no snapshot after {steps} steps (it has {generator_steps(bundle)}); the variants' "
+            f"'steps' decide which snapshots training keeps: rerun the train_diffusion rule after changing them")
     model = UNet2DModel.from_config(bundle["unet_config"])
     if bundle.get("cond_dim"):
         _install_projection(model, bundle["cond_dim"])
-    model.load_state_dict(bundle["state_dict"])
+    model.load_state_dict(state)
     return model.to(device).eval()

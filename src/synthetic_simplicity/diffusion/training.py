@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 RESUMABLE_KEYS = ("steps", "checkpoint_every", "keep_checkpoints", "grid_per_class")
 
 
-def _latest_checkpoint(ckpt_dir: Path, run_hash: str, steps: int) -> dict | None:
-    """This run's newest checkpoint within ``steps``; others are removed as stale.
+def _latest_checkpoint(ckpt_dir: Path, run_hash: str, steps: int, snapshots: list[int]) -> dict | None:
+    """This run's newest checkpoint within ``steps`` that holds every snapshot before its step;
+    others are removed as stale.
 
     Pruning keeps the newest ``keep_checkpoints`` files by step number, so a stale step_00000500
     left by another config, other training images or a longer budget would otherwise outrank (and
@@ -39,13 +40,23 @@ def _latest_checkpoint(ckpt_dir: Path, run_hash: str, steps: int) -> dict | None
     """
     for path in sorted(ckpt_dir.glob("step_*.pt"), reverse=True):
         state = load_torch(path)
-        if state.get("hash") == run_hash and state["step"] <= steps:
+        missing = [s for s in snapshots if s < state["step"] and str(s) not in state.get("snapshots", {})]
+        if state.get("hash") == run_hash and state["step"] <= steps and not missing:
             log.info("resuming from %s (step %d)", path, state["step"])
             return state
-        log.warning("removing %s: written by a different diffusion config, other training images or a "
-                    "longer budget", path)
+        log.warning("removing %s: written by a different diffusion config, other training images, a longer "
+                    "budget, or before snapshot(s) %s were asked for", path, missing)
         path.unlink()
     return None
+
+
+def _ema_weights(ema, model) -> dict:
+    """The EMA weights as a CPU state dict of ``model``, leaving the training weights in place."""
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    ema.restore(model.parameters())
+    return weights
 
 
 def train_diffusion(
@@ -59,12 +70,17 @@ def train_diffusion(
     ckpt_dir: str | Path,
     section: str = "diffusion",
     progress: bool = True,
+    snapshots: list[int] = (),
 ) -> dict:
     """Train on the given (training-split) images and return a bundle for ``load_generator``.
 
     ``images`` is anything indexable by an index array (an array, or ``H5Images`` for sets larger
     than memory); ``conditions`` holds class indices (N,) or, with ``num_classes`` None, vectors (N, K).
+    ``snapshots``: earlier steps whose EMA weights the bundle keeps too, so generator variants that
+    differ only in budget share this run (the learning rate is constant after warm-up, so the step-s
+    snapshot is the model a step-s run would have given).
     """
+    snapshots = sorted(int(s) for s in snapshots if s < cfg["steps"])
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     y_all = condition_tensor(conditions)
@@ -84,19 +100,19 @@ def train_diffusion(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"],
                             fused=True)
     sched = make_train_scheduler(cfg)
-    step = 0
-    state = _latest_checkpoint(ckpt_dir, run_hash, cfg["steps"])
+    step, kept = 0, {}
+    state = _latest_checkpoint(ckpt_dir, run_hash, cfg["steps"], snapshots)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
-        step = state["step"]
+        step, kept = state["step"], dict(state.get("snapshots", {}))
     ema.to(device)
     alphas_cumprod = sched.alphas_cumprod.to(device)
 
     def checkpoint(step: int) -> None:
         atomic_torch_save({"step": step, "hash": run_hash, "model": model.state_dict(),
-                           "optimizer": opt.state_dict(), "ema": ema.state_dict()},
+                           "optimizer": opt.state_dict(), "ema": ema.state_dict(), "snapshots": kept},
                           ckpt_dir / f"step_{step:08d}.pt")
         for old in sorted(ckpt_dir.glob("step_*.pt"))[: -cfg["keep_checkpoints"]]:
             old.unlink()
@@ -132,7 +148,9 @@ def train_diffusion(
         bar.update(1)
         if step % 100 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
-        if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"]:
+        if step in snapshots:
+            kept[str(step)] = _ema_weights(ema, model)
+        if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"] or step in snapshots:
             checkpoint(step)
     bar.close()
     elapsed = time.perf_counter() - t0
@@ -145,6 +163,7 @@ def train_diffusion(
         "num_classes": num_classes,
         "cond_dim": cond_dim,
         "hash": run_hash,
+        "snapshots": {s: w for s, w in kept.items() if int(s) in snapshots},
         "stats": {"steps": step, "resumed_from": start, "seconds": elapsed,
                   "steps_per_s": (step - start) / elapsed if step > start else None,
                   "final_loss": float(np.mean(losses[-100:])) if losses else None},

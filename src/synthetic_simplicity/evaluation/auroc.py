@@ -189,6 +189,16 @@ def _percentile_ci(values: np.ndarray, ci: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def auroc_ci(y: np.ndarray, score: np.ndarray, subject: np.ndarray, n_boot: int, ci: float,
+             seed: int) -> tuple[float, float, float]:
+    """(AUROC, CI low, CI high): the percentile interval of a bootstrap that resamples subjects (give
+    each row its own subject where rows are independent)."""
+    y = np.asarray(y, dtype=float)
+    codes, n_subjects, draws = _resamples(subject, n_boot, seed)
+    boot = _boot_auroc(y, np.asarray(score, dtype=float), codes, _draw_weights(codes, n_subjects, draws, n_boot))
+    return (auroc(y, score), *_percentile_ci(boot, ci))
+
+
 def _paired_bootstrap_p(diff: np.ndarray) -> float:
     """Two-sided p from the bootstrap distribution of a difference, +1-corrected so never 0."""
     d = diff[~np.isnan(diff)]

@@ -15,7 +15,7 @@ from scipy import stats
 SOURCE_NAMES = ("real", "synthetic")  # index = the `source` code of the image-set contract
 CELL_SEP = "\u00b7"
 REQUIRED_COLUMNS = ("label", "source", "pred")  # all the metrics need; pool/index/prob_* are extra
-IDENTITY_KEYS = ("dataset", "architecture", "alpha", "seed")
+IDENTITY_KEYS = ("dataset", "variant", "architecture", "alpha", "seed")
 DEFAULT_CI = 0.95
 
 
@@ -65,8 +65,30 @@ def run_metrics(pred: pd.DataFrame, class_names: list[str]) -> dict:
     return out
 
 
+def t_interval(values: np.ndarray, ci: float) -> tuple[float, float, float, float]:
+    """(mean, sd, low, high) of accuracies over seeds: a Student-t interval clipped to [0, 1], where
+    accuracies live; NaN spread and interval from a single seed (no spread estimate, not 0)."""
+    v = np.asarray(values, dtype=float)
+    n = len(v)
+    mean = float(v.mean()) if n else math.nan
+    sd = float(v.std(ddof=1)) if n > 1 else math.nan
+    half = float(stats.t.ppf((1 + ci) / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else math.nan
+    return (mean, sd, *map(float, np.clip([mean - half, mean + half], 0.0, 1.0)))
+
+
+def mismatched_cells(class_names: list[str], alpha: float) -> list[str]:
+    """The cells whose source the class never had in training at alpha 0 or 1 (class 1 gets alpha real,
+    class 2 the reverse): where a "synthetic?" shortcut shows as low accuracy."""
+    first, second = class_names[:2]
+    if alpha == 0:
+        return [cell_name(first, 0), cell_name(second, 1)]
+    if alpha == 1:
+        return [cell_name(first, 1), cell_name(second, 0)]
+    raise ValueError(f"mismatched cells exist at alpha 0 and 1 only, not {alpha}")
+
+
 def aggregate(records: list[dict], ci: float = DEFAULT_CI) -> pd.DataFrame:
-    """Long table: one row per (dataset, architecture, alpha, acc_* metric) with a t-interval over seeds.
+    """Long table: one row per (dataset, variant, architecture, alpha, acc_* metric) with a t-interval over seeds.
 
     Null metric values (empty cells) are left out of that row's seeds, so n_seeds may be below the
     number of runs and is 0 when the cell is empty in every run.
@@ -78,29 +100,25 @@ def aggregate(records: list[dict], ci: float = DEFAULT_CI) -> pd.DataFrame:
         missing = [k for k in IDENTITY_KEYS if k not in r]
         if missing:
             raise ValueError(f"metric record lacks identifying key(s) {missing}")
-        key = (str(r["dataset"]), str(r["architecture"]), float(r["alpha"]), int(r["seed"]))
+        key = (str(r["dataset"]), str(r["variant"]), str(r["architecture"]), float(r["alpha"]), int(r["seed"]))
         # A repeated run would silently count as an extra seed and shrink the interval.
         if key in seen:
             raise ValueError(f"duplicate run {dict(zip(IDENTITY_KEYS, key))}")
         seen.add(key)
         for m, v in r.items():
             if m.startswith("acc_"):
-                rows.append((*key[:3], m, np.nan if v is None else float(v)))
-    cols = ["dataset", "architecture", "alpha", "metric", "cell", "n_seeds", "mean", "sd", "ci_low", "ci_high"]
+                rows.append((*key[:4], m, np.nan if v is None else float(v)))
+    group = ["dataset", "variant", "architecture", "alpha", "metric"]
+    cols = [*group[:-1], "metric", "cell", "n_seeds", "mean", "sd", "ci_low", "ci_high"]
     if not rows:
         return pd.DataFrame(columns=cols)
-    long = pd.DataFrame(rows, columns=["dataset", "architecture", "alpha", "metric", "value"])
+    long = pd.DataFrame(rows, columns=[*group, "value"])
     out = []
-    for (d, a, al, m), g in long.groupby(["dataset", "architecture", "alpha", "metric"], sort=True):
+    for (d, var, a, al, m), g in long.groupby(group, sort=True):
         v = g["value"].dropna().to_numpy()
-        n = len(v)
-        mean = float(v.mean()) if n else math.nan
-        sd = float(v.std(ddof=1)) if n > 1 else math.nan  # one seed: no spread estimate, not 0
-        half = float(stats.t.ppf((1 + ci) / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else math.nan
         cell = m.split(":", 1)[1] if m.startswith("acc_cell:") else ""
-        # Accuracies live in [0, 1]; a symmetric t-interval near 0 or 1 is clipped there.
-        out.append((d, a, al, m, cell, n, mean, sd, *np.clip([mean - half, mean + half], 0.0, 1.0)))
+        out.append((d, var, a, al, m, cell, len(v), *t_interval(v, ci)))
     table = pd.DataFrame(out, columns=cols)
-    return table.sort_values(["dataset", "architecture", "alpha", "metric"], kind="stable").reset_index(drop=True)
+    return table.sort_values(group, kind="stable").reset_index(drop=True)
 
 

@@ -32,8 +32,9 @@ def _split_cell(cell: str) -> tuple[str, str]:
 
 
 def plot_alpha(table: pd.DataFrame, path, title: str, ci_label: str,
-               class_names: list[str] | None = None):
-    """Accuracy (%) vs alpha, one line per cell, one panel per architecture (rows: datasets).
+               class_names: list[str] | None = None, row_titles: dict | None = None):
+    """Accuracy (%) vs alpha, one line per cell, one panel per architecture; one row per dataset and
+    generator variant, titled ``row_titles[(dataset, variant)]`` (default "dataset · variant").
 
     ``table`` is the output of ``metrics.aggregate`` (accuracies as fractions). ``class_names`` fixes
     the class order (class 1 solid, class 2 dashed); by default the order of first appearance.
@@ -43,17 +44,21 @@ def plot_alpha(table: pd.DataFrame, path, title: str, ci_label: str,
     if cells.empty:
         raise ValueError("plot_alpha: the table has no acc_cell:* rows")
     classes = list(class_names) if class_names else list(dict.fromkeys(_split_cell(c)[0] for c in cells["cell"]))
-    datasets = sorted(cells["dataset"].unique())
+    rows = list(dict.fromkeys(zip(cells["dataset"], cells["variant"])))  # the table's order: as configured
+    row_titles = row_titles or {}
     archs = sorted(cells["architecture"].unique())
     alphas = sorted(cells["alpha"].unique())
     with sns.axes_style("whitegrid"):
         # constrained layout makes room for the shared labels and the outside legend itself.
-        fig, axes = plt.subplots(len(datasets), len(archs), figsize=(4.2 * len(archs) + 1.6, 3.4 * len(datasets) + 0.8),
+        fig, axes = plt.subplots(len(rows), len(archs), figsize=(4.2 * len(archs) + 1.6, 3.4 * len(rows) + 0.8),
                                  sharex=True, sharey=True, squeeze=False, layout="constrained")
-    for i, ds in enumerate(datasets):
+    for i, (ds, var) in enumerate(rows):
         for j, arch in enumerate(archs):
             ax = axes[i, j]
-            sub = cells[(cells["dataset"] == ds) & (cells["architecture"] == arch)]
+            sub = cells[(cells["dataset"] == ds) & (cells["variant"] == var) & (cells["architecture"] == arch)]
+            if sub.empty:  # this variant's sweep leaves this architecture out (variants[].architectures)
+                ax.set_axis_off()
+                continue
             for cell in sorted(sub["cell"].unique(), key=lambda c: (
                     classes.index(_split_cell(c)[0]) if _split_cell(c)[0] in classes else len(classes),
                     SOURCE_NAMES.index(_split_cell(c)[1]) if _split_cell(c)[1] in SOURCE_NAMES else 2, c)):
@@ -72,11 +77,11 @@ def plot_alpha(table: pd.DataFrame, path, title: str, ci_label: str,
             ax.set_xticks(alphas)
             ax.set_xticklabels([f"{a:g}" for a in alphas])
             ax.set_ylim(0, 100)
-            ax.set_title(arch if len(datasets) == 1 else f"{ds} · {arch}")
+            ax.set_title(f"{row_titles.get((ds, var), f'{ds} · {var}')}\n{arch}", fontsize="medium")
             if j == 0:
                 ax.set_ylabel(ACC_LABEL)
     fig.supxlabel(ALPHA_LABEL, fontsize="medium")  # one shared x label instead of one per panel
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = next(ax for ax in axes.flat if ax.axison).get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", frameon=False, title="cell")
     fig.suptitle(title)
     n = cells["n_seeds"]

@@ -10,12 +10,41 @@ from ..evaluation.cells import CELL_SEP, ci_method
 # Study A
 
 
-def figure_alpha(table_path: str, real_path: str, out_path: str, ci: float) -> None:
+def _c2st_titles(detectability: pd.DataFrame) -> dict:
+    """Row titles of the alpha figure: each variant with its pool's pooled C2ST AUROC and interval."""
+    c2st = detectability[(detectability["metric"] == "c2st_auroc") & (detectability["group"] == "pooled")]
+    return {(r.dataset, r.variant): f"{r.variant} · C2ST AUROC {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+            for r in c2st.itertuples()}
+
+
+def figure_alpha(table_path: str, detectability_path: str, real_path: str, out_path: str, ci: float) -> None:
     from .alpha import plot_alpha
 
     dataset, class_names = read_header(real_path)
-    title = f"{dataset}: {class_names[0]} vs {class_names[1]}"
-    plot_alpha(pd.read_csv(table_path), out_path, title, ci_method(ci), class_names=class_names)
+    title = f"{dataset}: {class_names[0]} vs {class_names[1]}, one row per generator variant"
+    plot_alpha(pd.read_csv(table_path), out_path, title, ci_method(ci), class_names=class_names,
+               row_titles=_c2st_titles(pd.read_csv(detectability_path)))
+
+
+def figure_fidelity(summary_path: str, real_path: str, out_path: str) -> None:
+    from .detectability import plot_fidelity
+
+    dataset, class_names = read_header(real_path)
+    plot_fidelity(pd.read_csv(summary_path), out_path, f"{dataset}: {class_names[0]} vs {class_names[1]}")
+
+
+def figure_fingerprints(fingerprint_paths: dict[str, str], real_path: str, out_path: str) -> None:
+    """``fingerprint_paths``: variant -> its fingerprints.npz."""
+    import numpy as np
+
+    from .detectability import plot_fingerprints
+
+    dataset, class_names = read_header(real_path)
+    arrays = {}
+    for variant, path in fingerprint_paths.items():
+        with np.load(path, allow_pickle=False) as npz:
+            arrays[variant] = dict(npz)
+    plot_fingerprints(arrays, class_names, out_path, f"{dataset}: what sets the synthetic pools apart")
 
 
 def figure_architectures(table_paths: list[str], real_paths: list[str], out_path: str, ci: float) -> None:
@@ -38,10 +67,12 @@ def figure_architectures(table_paths: list[str], real_paths: list[str], out_path
                ci_method(ci), class_names=["class 1", "class 2"])
 
 
-def figure_samples(real_path: str, synthetic_path: str, out_path: str, seed: int) -> None:
+def figure_samples(real_path: str, synthetic_paths: dict[str, str], out_path: str, seed: int) -> None:
+    """``synthetic_paths``: variant -> its synthetic pool."""
     from .samples import plot_samples
 
-    plot_samples(read_imageset(real_path), read_imageset(synthetic_path), out_path, seed=seed)
+    plot_samples(read_imageset(real_path), {v: read_imageset(p) for v, p in synthetic_paths.items()}, out_path,
+                 seed=seed)
 
 
 # Study B

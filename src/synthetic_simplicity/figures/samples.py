@@ -41,17 +41,23 @@ def _grid(rows: list[tuple[str, np.ndarray]], ncols: int, path):
     return fig
 
 
-def plot_samples(real: ImageSet, synthetic: ImageSet, path, per_class: int = 8, seed: int = 0):
-    """PNG grid: per class a real row then a synthetic row of ``per_class`` randomly chosen images."""
-    if list(real.class_names) != list(synthetic.class_names):
-        raise ValueError(f"class names differ: real {real.class_names}, synthetic {synthetic.class_names}")
+def plot_samples(real: ImageSet, synthetic: dict[str, ImageSet], path, per_class: int = 8, seed: int = 0):
+    """PNG grid: per class a real row then one row per generator variant (``synthetic``: name -> pool) of
+    ``per_class`` randomly chosen images. Variants share per-image seeds, so a column shows one starting
+    noise through every variant's generator and sampler."""
+    pools = list(synthetic.values())
+    for name, s in synthetic.items():
+        if list(real.class_names) != list(s.class_names):
+            raise ValueError(f"class names differ: real {real.class_names}, {name} {s.class_names}")
+        if not np.array_equal(s.label, pools[0].label):
+            raise ValueError(f"the pools of {list(synthetic)} hold different rows; sample them with one config")
     rng = np.random.default_rng(seed)
     rows = []
     for k, name in enumerate(real.class_names):
-        for src, s in (("real", real), ("synthetic", synthetic)):
-            idx = np.flatnonzero(s.label == k)
+        for sets in ({"real": real}, synthetic):
+            idx = np.flatnonzero(next(iter(sets.values())).label == k)
             pick = np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
-            rows.append((f"{name} · {src}", s.images[pick]))
+            rows += [(f"{name} · {source}", s.images[pick]) for source, s in sets.items()]
     return _grid(rows, per_class, path)
 
 

@@ -23,7 +23,9 @@ class SynthesisQualityError(PipelineError, RuntimeError):
 
 
 def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, seed: int, device_name: str,
-                     threads: int | None = None, progress: bool = True) -> ImageSet:
+                     threads: int | None = None, progress: bool = True, steps: int | None = None) -> ImageSet:
+    """A variant's pools: its generator budget ``steps`` (None: the final model) and sampler ``cfg``.
+    Every variant draws the same per-image seeds, so pools differ by generator and sampler only."""
     from . import sampling
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
@@ -42,7 +44,8 @@ def sample_synthetic(real_path: str, model_path: str, out_path: str, cfg: dict, 
         raise RuntimeError("synthetic train and test pools share a seed; report this as a bug")
     synthetic = ImageSet(images=None, label=labels.astype(np.int64), source=np.full(len(labels), SOURCES["synthetic"]),
                          split=split, dataset=real.dataset, class_names=real.class_names, seed=seeds)
-    _sample_to_imageset(out_path, synthetic, labels, bundle, model_path, cfg, seed, device, precision, progress)
+    _sample_to_imageset(out_path, synthetic, labels, bundle, model_path, cfg, seed, device, precision, progress,
+                        steps)
     return synthetic
 
 
@@ -65,19 +68,19 @@ def sample_replicas(real_path: str, model_path: str, out_path: str, cfg: dict, r
 
 
 def _sample_to_imageset(out_path: str, synthetic: ImageSet, conditions: np.ndarray, bundle: dict, model_path: str,
-                        cfg: dict, seed: int, device, precision: str, progress: bool) -> None:
+                        cfg: dict, seed: int, device, precision: str, progress: bool, steps: int | None = None) -> None:
     """Sample one image per row of ``synthetic`` (its ``seed`` column) into ``out_path``.
 
     Batches are streamed into the image set as they finish; a killed job resumes at the first
     missing row. The resume key holds everything that shapes the images.
     """
-    from ..diffusion.model import load_generator
+    from ..diffusion.model import generator_hash, load_generator
     from . import sampling
 
-    model = load_generator(bundle, device)
+    model = load_generator(bundle, device, steps)
     sampler = sampling.make_sampler(cfg["sampler"], bundle["scheduler_config"], cfg["clip_sample"])
     channels, h, w = bundle["image_shape"]
-    key = config_hash({"generator": bundle["hash"], "seed": seed, **cfg, "precision": precision,
+    key = config_hash({"generator": generator_hash(bundle, steps), "seed": seed, **cfg, "precision": precision,
                        "seeds": config_hash({"s": synthetic.seed.tolist()})})
     writer = ImageSetWriter(out_path, len(synthetic), (h, w) if channels == 1 else (channels, h, w), key)
     if writer.done:
@@ -101,7 +104,8 @@ def _sample_to_imageset(out_path: str, synthetic: ImageSet, conditions: np.ndarr
                 f"{bad.mean():.1%} of samples are degenerate (saturated or blank), above "
                 f"synthesis.max_degenerate_fraction={cfg['max_degenerate_fraction']}; train longer "
                 f"(diffusion.steps), or use the default sampler ddpm with clip_sample: true")
-        synthetic.provenance |= {"generator": str(model_path), "generator_hash": bundle["hash"], "synthesis": cfg,
+        synthetic.provenance |= {"generator": str(model_path), "generator_hash": generator_hash(bundle, steps),
+                                 "generator_steps": int(steps or bundle["stats"]["steps"]), "synthesis": cfg,
                                  "degenerate_fraction": float(bad.mean()) if len(bad) else 0.0}
         writer.finish(synthetic)
     finally:
