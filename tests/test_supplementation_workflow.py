@@ -99,11 +99,11 @@ def test_replica_pool_detectability_splits_patients(cxr_run):
     from synthetic_simplicity.detectability.jobs import patient_halves
 
     workdir = cxr_run[0]
-    record = json.loads((workdir / "results/chexpert/detectability.json").read_text())
+    record = json.loads((workdir / "results/chexpert/replica_detectability.json").read_text())
     pooled = record["c2st"]["pooled"]
     assert 0 <= pooled["ci_low"] <= pooled["auroc"] <= pooled["ci_high"] <= 1
     assert record["c2st"]["n_train"] > 0 and record["c2st"]["n_test"] > 0
-    table = pd.read_csv(workdir / "results/chexpert/detectability.csv")
+    table = pd.read_csv(workdir / "results/chexpert/replica_detectability.csv")
     assert set(table["variant"]) == {"replicas"} and "c2st_auroc" in set(table["metric"])
     halves = patient_halves(np.array(["p1", "p2", "p1", "p3", "p2"]), 7)
     assert halves[0] == halves[2] and halves[1] == halves[4] and set(halves) <= {0, 1}

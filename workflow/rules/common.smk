@@ -205,7 +205,7 @@ def all_targets():
         targets += [
             f"results/figures/{study}_supplementation.pdf",
             f"results/figures/{study}_supplementation_heatmap.pdf",
-            f"results/{study}/detectability.csv",
+            f"results/{study}/replica_detectability.csv",
             f"results/{study}/supplementation_auroc.csv",
         ]
     return targets

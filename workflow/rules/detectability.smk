@@ -105,8 +105,8 @@ rule detectability_replicas:
         real="results/{study}/real.h5",
         replicas="results/{study}/replicas.h5",
     output:
-        record="results/{study}/detectability.json",
-        table="results/{study}/detectability.csv",
+        record="results/{study}/replica_detectability.json",
+        table="results/{study}/replica_detectability.csv",
     log:
         "logs/detectability/{study}_replicas.log",
     benchmark:

@@ -34,7 +34,8 @@ def _split_cell(cell: str) -> tuple[str, str]:
 def plot_alpha(table: pd.DataFrame, path, title: str, ci_label: str,
                class_names: list[str] | None = None, row_titles: dict | None = None):
     """Accuracy (%) vs alpha, one line per cell, one panel per architecture; one row per dataset and
-    generator variant, titled ``row_titles[(dataset, variant)]`` (default "dataset · variant").
+    generator variant, titled ``row_titles[(dataset, variant)]`` (default "dataset · variant"); rows
+    named there come first, in its order (the config's), the others after them.
 
     ``table`` is the output of ``metrics.aggregate`` (accuracies as fractions). ``class_names`` fixes
     the class order (class 1 solid, class 2 dashed); by default the order of first appearance.
@@ -44,8 +45,9 @@ def plot_alpha(table: pd.DataFrame, path, title: str, ci_label: str,
     if cells.empty:
         raise ValueError("plot_alpha: the table has no acc_cell:* rows")
     classes = list(class_names) if class_names else list(dict.fromkeys(_split_cell(c)[0] for c in cells["cell"]))
-    rows = list(dict.fromkeys(zip(cells["dataset"], cells["variant"])))  # the table's order: as configured
     row_titles = row_titles or {}
+    present = list(dict.fromkeys(zip(cells["dataset"], cells["variant"])))
+    rows = [r for r in row_titles if r in present] + [r for r in present if r not in row_titles]
     archs = sorted(cells["architecture"].unique())
     alphas = sorted(cells["alpha"].unique())
     with sns.axes_style("whitegrid"):

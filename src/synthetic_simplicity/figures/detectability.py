@@ -46,7 +46,7 @@ def plot_fidelity(summary: pd.DataFrame, path, title: str):
     ax.set_ylim(0, 102)
     ax.set_xlabel("C2ST AUROC of the synthetic pool (0.5: indistinguishable from real)")
     ax.set_ylabel("Test accuracy (%)")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
     ax.set_title(title)
     caption(fig, "How detectable may synthetic data be before the shortcut appears? One point per generator "
                  "variant; C2ST: a real-vs-synthetic classifier trained on the training pools, AUROC on the test "
