@@ -189,7 +189,8 @@ def rerun(tiny, noop):
 def test_tiny_outputs(tiny):
     workdir, out, cfg = tiny
     figures = workdir / "results/figures"
-    assert (figures / "mnist_alpha.pdf").read_bytes()[:4] == b"%PDF"
+    for name in ("mnist_alpha.pdf", "mnist_fidelity.pdf", "mnist_fingerprints.pdf"):
+        assert (figures / name).read_bytes()[:4] == b"%PDF", name
     from PIL import Image
 
     with Image.open(figures / "mnist_samples.png") as im:
@@ -214,6 +215,37 @@ def test_tiny_outputs(tiny):
     assert set(zip(table["variant"], table["architecture"])) == {("main", "cnn"), ("main", "resnet18"),
                                                                  ("early", "cnn")}
     assert sorted(set(table["alpha"])) == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.slow
+def test_tiny_detectability_targets(tiny):
+    """Every variant has its detectability record and fingerprints; the summary has a row per variant and
+    architecture; the early variant's pool comes from the step-2 snapshot of the one training run."""
+    import numpy as np
+    import torch
+
+    from synthetic_simplicity.core.imageset import read_imageset
+
+    workdir, _, cfg = tiny
+    results = workdir / "results/mnist"
+    table = pd.read_csv(results / "detectability.csv")
+    assert set(table["variant"]) == {"main", "early"}
+    c2st = table[(table["metric"] == "c2st_auroc") & (table["group"] == "pooled")]
+    assert len(c2st) == 2 and (c2st["ci_low"] <= c2st["value"]).all() and (c2st["value"] <= c2st["ci_high"]).all()
+    assert {"frechet", "frechet_real_floor", "background_level_synthetic", "high_frequency_share_real",
+            "task_auroc"} <= set(table["metric"])
+    summary = pd.read_csv(results / "shortcut_summary.csv")
+    assert set(zip(summary["variant"], summary["architecture"])) == {("main", "cnn"), ("main", "resnet18"),
+                                                                     ("early", "cnn")}
+    assert summary["mismatched_acc"].between(0, 1).all() and summary["c2st_auroc"].between(0, 1).all()
+    with np.load(results / "variants/early/fingerprints.npz") as npz:
+        assert {"radius", "0/real/spectrum", "1/synthetic/mean_image"} <= set(npz.files)
+    bundle = torch.load(results / "diffusion/model.pt", weights_only=True)
+    assert set(bundle["snapshots"]) == {"2"} and bundle["stats"]["steps"] == 4
+    early = read_imageset(results / "variants/early/synthetic.h5", images=False)
+    main = read_imageset(results / "variants/main/synthetic.h5", images=False)
+    assert early.provenance["generator_steps"] == 2 and main.provenance["generator_steps"] == 4
+    assert np.array_equal(early.seed, main.seed)  # one noise per row in every variant
 
 
 @pytest.mark.slow
