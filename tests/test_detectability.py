@@ -162,3 +162,14 @@ def test_shortcut_summary_reads_each_seed_then_intervals():
     assert row["c2st_minus_task"] == pytest.approx(-0.09)
     assert row["frechet"] == pytest.approx(3.0) and row["frechet_real_floor"] == pytest.approx(0.2)
     assert row["n_seeds"] == 2
+
+
+def test_result_tables_keep_variant_names_that_look_like_numbers(tmp_path):
+    from synthetic_simplicity.evaluation.cells import read_table
+
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"variant": ["50", "NA", "None"], "group": ["2", "pooled", "4"],
+                  "value": [0.5, None, 1.0]}).to_csv(path, index=False)
+    t = read_table(path)
+    assert list(t["variant"]) == ["50", "NA", "None"] and list(t["group"]) == ["2", "pooled", "4"]
+    assert np.isnan(t["value"][1])

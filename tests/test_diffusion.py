@@ -139,7 +139,8 @@ def test_snapshot_is_the_model_of_a_shorter_run(tmp_path, data):
     from synthetic_simplicity.diffusion.model import GeneratorBudgetError, generator_hash, generator_steps
 
     assert generator_steps(long) == [2, 4]
-    assert generator_hash(long, 2) != generator_hash(long, 4) == generator_hash(long) == long["hash"]
+    assert generator_hash(long, 2) != generator_hash(long, 4) == generator_hash(long) != generator_hash(short)
+    assert generator_hash(short) == f"{short['hash']}@2" and short["hash"] == long["hash"]  # budget-free
     assert_state_equal(load_generator(long, CPU, 2).state_dict(), short["state_dict"])
     with pytest.raises(GeneratorBudgetError, match="no snapshot after 3 steps"):
         load_generator(long, CPU, 3)
@@ -158,6 +159,12 @@ def test_snapshots_survive_a_resume_and_a_checkpoint_without_them_is_not_used(tm
         late = train(data, tmp_path / "c", steps=4, snapshots=[1])
     assert late["stats"]["resumed_from"] == 0 and set(late["snapshots"]) == {"1"}
     assert "snapshot" in caplog.text
+    # The old budget becomes a snapshot of an extended run (README: raise steps to extend): the checkpoint
+    # at that step holds its EMA, so the snapshot is taken from it.
+    old = train(data, tmp_path / "d", steps=3)
+    extended = train(data, tmp_path / "d", steps=4, snapshots=[3])
+    assert extended["stats"]["resumed_from"] == 3
+    assert_state_equal(extended["snapshots"]["3"], old["state_dict"])
 
 
 def test_bundle_loads_as_generator(tmp_path, data):

@@ -21,7 +21,7 @@ rule sample_synthetic:
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         synthesis=lambda wildcards: variant_synthesis(
-            config[wildcards.dataset], wildcards.variant
+            config[wildcards.dataset], variant(wildcards)["name"]
         ),
         steps=lambda wildcards: variant(wildcards)["steps"],
         seed=config["seed"],

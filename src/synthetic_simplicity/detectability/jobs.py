@@ -58,9 +58,12 @@ def task_reference(real_path: str, model_path: str, metrics_path: str, cfg: dict
     return record
 
 
-def _frechet(reference: dict, real: ImageSet, synthetic: ImageSet, cfg: dict, device, precision: str) -> dict:
-    """Per class: Fréchet distance of the synthetic test pool to the real test images, and the floor of two
-    real samples (real training vs real test images), in the task reference's feature space."""
+def _frechet(reference: dict, real: ImageSet, synthetic: ImageSet, cfg: dict, seed: int, device,
+             precision: str) -> dict:
+    """Per class, in the task reference's feature space, on test images only (the reference never saw them):
+    the real test images are split in two seeded halves A and B; ``frechet`` is the distance of as many
+    synthetic test images as A holds to B, ``frechet_real_floor`` that of A to B, so both compare samples of
+    one size and the floor is what "indistinguishable" reads at that size."""
     from ..classifier.models import build_classifier
     from ..classifier.training import embed
     from .frechet import frechet_distance
@@ -68,15 +71,17 @@ def _frechet(reference: dict, real: ImageSet, synthetic: ImageSet, cfg: dict, de
     model = build_classifier(reference["architecture"], reference["in_channels"], len(real.class_names))
     model.load_state_dict(reference["state_dict"])
     model = model.to(device)
+    rng = np.random.default_rng(seed)
     out = {}
     for c, name in enumerate(real.class_names):
-        feats = {}
-        for tag, s, pool in (("real_train", real, "train"), ("real_test", real, "test"),
-                             ("synthetic_test", synthetic, "test")):
-            rows = np.flatnonzero((s.split == SPLITS[pool]) & (s.label == c))
-            feats[tag] = embed(model, s.images[rows], 4 * cfg["batch_size"], device, precision)
-        out[name] = {"frechet": frechet_distance(feats["synthetic_test"], feats["real_test"]),
-                     "frechet_real_floor": frechet_distance(feats["real_train"], feats["real_test"])}
+        rows = rng.permutation(np.flatnonzero((real.split == SPLITS["test"]) & (real.label == c)))
+        half_a, half_b = np.sort(rows[: len(rows) // 2]), np.sort(rows[len(rows) // 2 :])
+        pool = np.flatnonzero((synthetic.split == SPLITS["test"]) & (synthetic.label == c))
+        drawn = np.sort(rng.choice(pool, min(len(half_a), len(pool)), replace=False))
+        a, b, s = (embed(model, images, 4 * cfg["batch_size"], device, precision)
+                   for images in (real.images[half_a], real.images[half_b], synthetic.images[drawn]))
+        out[name] = {"frechet": frechet_distance(s, b), "frechet_real_floor": frechet_distance(a, b),
+                     "frechet_n": int(len(drawn))}
     return out
 
 
@@ -123,8 +128,8 @@ def detectability(real_path: str, synthetic_path: str, reference_path: str, out_
     log.info("C2ST AUROC (pooled): %.3f [%.3f, %.3f]", c2st["pooled"]["auroc"], c2st["pooled"]["ci_low"],
              c2st["pooled"]["ci_high"])
     stats, arrays = _fingerprints(real, synthetic, cfg)
-    record = identity | {"c2st": c2st, "frechet": _frechet(load_torch(reference_path), real, synthetic, cfg, device,
-                                                          precision),
+    record = identity | {"c2st": c2st, "frechet": _frechet(load_torch(reference_path), real, synthetic, cfg, seed,
+                                                          device, precision),
                          "statistics": stats, "class_names": real.class_names,
                          "generator_steps": synthetic.provenance.get("generator_steps"),
                          "synthesis": synthetic.provenance.get("synthesis")}
@@ -227,10 +232,11 @@ def aggregate_detectability(record_paths: list[str], task_path: str, out_path: s
 def shortcut_summary(metrics_paths: list[str], detectability_path: str, real_path: str, out_path: str,
                      ci: float) -> pd.DataFrame:
     from ..core.imageset import read_header
+    from ..evaluation.cells import read_table
     from .summary import shortcut_summary as summarise
 
     _, class_names = read_header(real_path)
-    table = summarise([json.loads(Path(p).read_text()) for p in metrics_paths], pd.read_csv(detectability_path),
+    table = summarise([json.loads(Path(p).read_text()) for p in metrics_paths], read_table(detectability_path),
                       class_names, ci)
     with atomic_output(out_path) as tmp:
         table.to_csv(tmp, index=False)

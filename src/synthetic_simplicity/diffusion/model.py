@@ -113,8 +113,9 @@ def generator_steps(bundle: dict) -> list[int]:
 
 
 def generator_hash(bundle: dict, steps: int | None = None) -> str:
-    """Identity of the generator at ``steps`` (None: the final one), for resume keys and provenance."""
-    return bundle["hash"] if steps in (None, bundle["stats"]["steps"]) else f"{bundle['hash']}@{steps}"
+    """Identity of the generator at ``steps`` (None: the final one), for resume keys and provenance; the
+    training hash leaves the budget out (it may be extended), so the budget is named here."""
+    return f"{bundle['hash']}@{steps or bundle['stats']['steps']}"
 
 
 def load_generator(bundle: dict, device: torch.device, steps: int | None = None):

@@ -107,6 +107,8 @@ def train_diffusion(
         opt.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
         step, kept = state["step"], dict(state.get("snapshots", {}))
+        if step in snapshots and str(step) not in kept:  # a checkpoint's EMA is that step's EMA
+            kept[str(step)] = _ema_weights(ema, model)
     ema.to(device)
     alphas_cumprod = sched.alphas_cumprod.to(device)
 

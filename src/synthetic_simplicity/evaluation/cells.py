@@ -65,6 +65,13 @@ def run_metrics(pred: pd.DataFrame, class_names: list[str]) -> dict:
     return out
 
 
+def read_table(path) -> pd.DataFrame:
+    """A Study A result table (alpha metrics, detectability, shortcut summary): names such as a variant
+    called ``50`` or ``NA`` stay strings; only empty fields are missing values."""
+    return pd.read_csv(path, dtype={"dataset": str, "variant": str, "architecture": str, "group": str},
+                       keep_default_na=False, na_values=[""])
+
+
 def t_interval(values: np.ndarray, ci: float) -> tuple[float, float, float, float]:
     """(mean, sd, low, high) of accuracies over seeds: a Student-t interval clipped to [0, 1], where
     accuracies live; NaN spread and interval from a single seed (no spread estimate, not 0)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core.imageset import read_header, read_imageset
-from ..evaluation.cells import CELL_SEP, ci_method
+from ..evaluation.cells import CELL_SEP, ci_method, read_table
 
 # Study A
 
@@ -22,15 +22,15 @@ def figure_alpha(table_path: str, detectability_path: str, real_path: str, out_p
 
     dataset, class_names = read_header(real_path)
     title = f"{dataset}: {class_names[0]} vs {class_names[1]}, one row per generator variant"
-    plot_alpha(pd.read_csv(table_path), out_path, title, ci_method(ci), class_names=class_names,
-               row_titles=_c2st_titles(pd.read_csv(detectability_path)))
+    plot_alpha(read_table(table_path), out_path, title, ci_method(ci), class_names=class_names,
+               row_titles=_c2st_titles(read_table(detectability_path)))
 
 
 def figure_fidelity(summary_path: str, real_path: str, out_path: str) -> None:
     from .detectability import plot_fidelity
 
     dataset, class_names = read_header(real_path)
-    plot_fidelity(pd.read_csv(summary_path), out_path, f"{dataset}: {class_names[0]} vs {class_names[1]}")
+    plot_fidelity(read_table(summary_path), out_path, f"{dataset}: {class_names[0]} vs {class_names[1]}")
 
 
 def figure_fingerprints(fingerprint_paths: dict[str, str], real_path: str, out_path: str) -> None:
@@ -58,7 +58,7 @@ def figure_architectures(table_paths: list[str], real_paths: list[str], out_path
     for table_path, real_path in zip(table_paths, real_paths):
         _, names = read_header(real_path)
         generic = {name: f"class {k + 1}" for k, name in enumerate(names)}
-        t = pd.read_csv(table_path)
+        t = read_table(table_path)
         cells = t["cell"].fillna("").str.split(CELL_SEP, n=1, regex=False)
         t["cell"] = [f"{generic[c[0]]}{CELL_SEP}{c[1]}" if len(c) == 2 else "" for c in cells]
         t["dataset"] = t["dataset"] + " (" + " vs ".join(names) + ")"
