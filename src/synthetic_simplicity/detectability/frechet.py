@@ -8,7 +8,6 @@ domain Fréchet distance: comparable across pools of one dataset, not with publi
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 
 def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -20,8 +19,11 @@ def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_gaussians(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
     """|mu1 - mu2|² + Tr(S1 + S2 - 2 (S1 S2)^½): the 2-Wasserstein distance² between two Gaussians."""
-    root = np.real(linalg.sqrtm(np.atleast_2d(s1) @ np.atleast_2d(s2)))  # drop numerical imaginary noise
-    value = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(root))
+    # Tr((S1 S2)^½) is the sum of the square roots of the eigenvalues of S1 S2, which are real and >= 0 for
+    # two covariance matrices; unlike a matrix square root this stays finite for the singular covariances of
+    # small samples.
+    eig = np.linalg.eigvals(np.atleast_2d(s1) @ np.atleast_2d(s2)).real
+    value = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
     return max(value, 0.0)
 
 

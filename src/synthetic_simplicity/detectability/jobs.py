@@ -78,6 +78,10 @@ def _frechet(reference: dict, real: ImageSet, synthetic: ImageSet, cfg: dict, se
         half_a, half_b = np.sort(rows[: len(rows) // 2]), np.sort(rows[len(rows) // 2 :])
         pool = np.flatnonzero((synthetic.split == SPLITS["test"]) & (synthetic.label == c))
         drawn = np.sort(rng.choice(pool, min(len(half_a), len(pool)), replace=False))
+        if min(len(half_a), len(half_b), len(drawn)) < 2:
+            log.warning("class %s: %d real test images, too few for a Fréchet distance (needs 4)", name, len(rows))
+            out[name] = {"frechet": None, "frechet_real_floor": None, "frechet_n": int(len(drawn))}
+            continue
         a, b, s = (embed(model, images, 4 * cfg["batch_size"], device, precision)
                    for images in (real.images[half_a], real.images[half_b], synthetic.images[drawn]))
         out[name] = {"frechet": frechet_distance(s, b), "frechet_real_floor": frechet_distance(a, b),
