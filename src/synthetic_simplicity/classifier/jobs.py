@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..assembly.manifest import PooledImages, gather, read_manifest
-from ..core.atomic import atomic_output
+from ..core.atomic import write_csv
 from ..core.imageset import SOURCES, SPLITS, open_images, read_imageset
 from ..core.runtime import atomic_torch_save, job_runtime
 
@@ -30,8 +30,7 @@ def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: li
     frame = predict(model)
     atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(), "class_names": class_names,
                        "train_counts": counts, "history": history}, model_path)
-    with atomic_output(predictions_path) as tmp:
-        frame.to_csv(tmp, index=False)
+    write_csv(predictions_path, frame)
     Path(checkpoint).unlink(missing_ok=True)  # the run is complete; model.pt supersedes it
     return frame
 

@@ -35,6 +35,12 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def write_csv(path: str | os.PathLike, frame) -> None:
+    """A table (pandas DataFrame) as CSV without its index, written to a temp file and renamed."""
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def write_json(path: str | os.PathLike, record: dict) -> None:
     """Sorted-key, indented JSON, written to a temp file and renamed so readers never see half a file."""
     # allow_nan=False: NaN/Infinity are not JSON; empty cells must be None upstream.

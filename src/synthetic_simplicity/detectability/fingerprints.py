@@ -15,18 +15,23 @@ def grey(images: np.ndarray) -> np.ndarray:
     return a.mean(axis=1) if a.ndim == 4 else a
 
 
+def _mean_power(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) mean power of the mean-removed images over the set, normalised by the pixel count (white noise
+    of variance s² is flat at s²), and (H, W) each frequency's radius as a fraction of Nyquist."""
+    x = grey(images)
+    h, w = x.shape[1:]
+    power = (np.abs(np.fft.fft2(x - x.mean(axis=(1, 2), keepdims=True))) ** 2).mean(axis=0) / (h * w)
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    return power, np.hypot(fy, fx) / 0.5  # radius 1 = Nyquist along an axis
+
+
 def radial_power_spectrum(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(radius as a fraction of Nyquist (R,), mean power per radius (R,)) over the images.
 
-    Each image's mean is removed first, so the spectrum describes structure, not brightness; the
-    power is normalised by the pixel count, so white noise of variance s² has a flat spectrum at s².
+    Each image's mean is removed first, so the spectrum describes structure, not brightness.
     """
-    x = grey(images)
-    n, h, w = x.shape
-    x = x - x.mean(axis=(1, 2), keepdims=True)
-    power = (np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2))) ** 2).mean(axis=0) / (h * w)
-    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(h)), np.fft.fftshift(np.fft.fftfreq(w)), indexing="ij")
-    radius = np.hypot(fy, fx) / 0.5  # 1 = Nyquist along an axis
+    power, radius = _mean_power(images)
+    h, w = power.shape
     bins = np.minimum((radius * (min(h, w) // 2)).round().astype(int), min(h, w) // 2)
     counts = np.bincount(bins.ravel())
     profile = np.bincount(bins.ravel(), weights=power.ravel()) / np.maximum(counts, 1)
@@ -36,13 +41,9 @@ def radial_power_spectrum(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def high_frequency_share(images: np.ndarray, cutoff: float) -> float:
     """Share of the (mean-removed) spectral energy above ``cutoff`` x Nyquist."""
-    x = grey(images)
-    h, w = x.shape[1:]
-    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
-    energy = np.abs(np.fft.fft2(x - x.mean(axis=(1, 2), keepdims=True))) ** 2
-    high = np.hypot(fy, fx) / 0.5 > cutoff
-    total = energy.sum()
-    return float(energy[:, high].sum() / total) if total > 0 else 0.0
+    power, radius = _mean_power(images)
+    total = power.sum()
+    return float(power[radius > cutoff].sum() / total) if total > 0 else 0.0
 
 
 def intensity_histogram(images: np.ndarray, bins: int = 64) -> np.ndarray:

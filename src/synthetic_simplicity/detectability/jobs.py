@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.atomic import atomic_output, write_json
+from ..core.atomic import atomic_output, write_csv, write_json
 from ..core.errors import PipelineError
 from ..core.imageset import SPLITS, ImageSet, read_imageset
 from ..core.runtime import atomic_torch_save, job_runtime, load_torch
@@ -39,9 +39,9 @@ def task_reference(real_path: str, model_path: str, metrics_path: str, cfg: dict
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
     real = read_imageset(real_path)
     train, test = _split(real, "train"), _split(real, "test")
-    model, history = train_classifier(real.images[train], real.label[train], len(real.class_names),
-                                      cfg["architecture"], cfg, seed, device, precision, checkpoint,
-                                      section="detectability", progress=progress)
+    model, _ = train_classifier(real.images[train], real.label[train], len(real.class_names),
+                                cfg["architecture"], cfg, seed, device, precision, checkpoint,
+                                section="detectability", progress=progress)
     score = predict(model, real.images[test], 4 * cfg["batch_size"], device, precision)[:, 1]
     value, lo, hi = auroc_ci(real.label[test] == 1, score, _subjects(real, test, "real"), cfg["bootstrap"],
                              cfg["ci"], seed)
@@ -196,8 +196,7 @@ def replica_detectability(real_path: str, replicas_path: str, out_path: str, tab
     log.info("replica C2ST AUROC: %.3f [%.3f, %.3f]", c2st["pooled"]["auroc"], c2st["pooled"]["ci_low"],
              c2st["pooled"]["ci_high"])
     table = detectability_table([record], None)
-    with atomic_output(table_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table_path, table)
     write_json(out_path, record)
     Path(checkpoint).unlink(missing_ok=True)
     return record
@@ -228,8 +227,7 @@ def detectability_table(records: list[dict], task: dict | None) -> pd.DataFrame:
 def aggregate_detectability(record_paths: list[str], task_path: str, out_path: str) -> pd.DataFrame:
     table = detectability_table([json.loads(Path(p).read_text()) for p in record_paths],
                                 json.loads(Path(task_path).read_text()))
-    with atomic_output(out_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(out_path, table)
     return table
 
 
@@ -242,6 +240,5 @@ def shortcut_summary(metrics_paths: list[str], detectability_path: str, real_pat
     _, class_names = read_header(real_path)
     table = summarise([json.loads(Path(p).read_text()) for p in metrics_paths], read_table(detectability_path),
                       class_names, ci)
-    with atomic_output(out_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(out_path, table)
     return table

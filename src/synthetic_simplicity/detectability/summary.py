@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..evaluation.cells import mismatched_cells, t_interval
+from ..evaluation.cells import ci_method, mismatched_cells, t_interval
 
 COLUMNS = ["dataset", "variant", "architecture", "c2st_auroc", "c2st_ci_low", "c2st_ci_high", "task_auroc",
            "c2st_minus_task", "frechet", "frechet_real_floor", "n_seeds", "mismatched_acc", "mismatched_ci_low",
@@ -28,7 +28,6 @@ def shortcut_summary(records: list[dict], detectability: pd.DataFrame, class_nam
     mean and interval over seeds; worst_cell_alpha0.5: the lowest cell at alpha 0.5 the same way. Either is
     empty when the sweep lacks those alphas.
     """
-    from ..evaluation.cells import ci_method
 
     def number(variant, group, metric, column="value"):
         hit = detectability[(detectability["variant"] == variant) & (detectability["group"] == group)

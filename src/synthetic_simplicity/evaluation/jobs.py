@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.atomic import atomic_output, write_json
+from ..core.atomic import write_csv, write_json
 from ..core.imageset import read_header
 from ..core.seeds import derive_seed
 
@@ -29,8 +29,7 @@ def aggregate_alpha(metrics_paths: list[str], out_path: str, ci: float) -> pd.Da
     records = [json.loads(Path(p).read_text()) for p in metrics_paths]
     table = aggregate(records, ci)
     table["ci_method"] = ci_method(ci)  # the interval is named in the table itself
-    with atomic_output(out_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(out_path, table)
     return table
 
 
@@ -67,6 +66,5 @@ def aggregate_supplementation(predictions_paths: list[str], runs: list[dict], ou
     table = supplementation_table(table_runs, labels, evaluation["bootstrap"], evaluation["ci"],
                                   derive_seed(seed, "bootstrap"), point=evaluation["point"],
                                   p_adjust=evaluation["p_adjust"], min_positives=evaluation["min_positives"])
-    with atomic_output(out_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(out_path, table)
     return table
