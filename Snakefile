@@ -14,6 +14,7 @@ include: "workflow/rules/synthesis.smk"
 include: "workflow/rules/detectability.smk"
 include: "workflow/rules/assembly.smk"
 include: "workflow/rules/classifier.smk"
+include: "workflow/rules/mitigation.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/figures.smk"
 

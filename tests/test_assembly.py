@@ -202,3 +202,22 @@ def test_a_real_validation_split_is_used_for_the_real_validation_rows(pools):
     assert np.all(real.split[cell(val, 0, "real")] == SPLITS["val"])
     assert np.all(real.split[cell(train, 0, "real")] == SPLITS["train"])
     assert not set(cell(val, 1, "synthetic")) & set(cell(train, 1, "synthetic"))
+
+
+def test_balanced_held_out_set_is_the_reserve_and_meets_no_training_row(pools):
+    """DFR's held-out set: per_cell rows of every class x source cell, from the validation reserve of
+    the same run seed, disjoint from the training rows of every alpha and from the test rows."""
+    from synthetic_simplicity.assembly.alpha import assemble_balanced
+
+    real, synthetic = pools
+    balanced = assemble_balanced(real, synthetic, 2, base_seed=0, run_seed=3, val_fraction=0.2)
+    assert balanced.attrs["counts"] == {"two·real": 2, "two·synthetic": 2, "four·real": 2, "four·synthetic": 2}
+    for alpha in ALPHAS:
+        train, val = assemble_alpha(real, synthetic, alpha, None, base_seed=0, run_seed=3, val_fraction=0.2)
+        for c in (0, 1):
+            for src, s in (("real", real), ("synthetic", synthetic)):
+                held = cell(balanced, c, src)
+                assert not set(held) & set(cell(train, c, src))
+                assert (s.split[held] == SPLITS["train"]).all() and (s.label[held] == c).all()
+    with pytest.raises(AssemblyError, match="mitigation.dfr.per_cell"):
+        assemble_balanced(real, synthetic, 3, base_seed=0, run_seed=3, val_fraction=0.2)

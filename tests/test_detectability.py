@@ -131,16 +131,20 @@ def test_auroc_ci_brackets_the_point_and_follows_subjects():
 
 
 def test_mismatched_cells_follow_alpha():
+    """Each class's minority source in training: at 0 and 1 the source it never had; at 0.5 every cell."""
     assert mismatched_cells(["2", "4"], 0) == ["2·real", "4·synthetic"]
+    assert mismatched_cells(["2", "4"], 0.25) == ["2·real", "4·synthetic"]
     assert mismatched_cells(["2", "4"], 1) == ["2·synthetic", "4·real"]
+    assert mismatched_cells(["2", "4"], 0.75) == ["2·synthetic", "4·real"]
+    assert sorted(mismatched_cells(["2", "4"], 0.5)) == ["2·real", "2·synthetic", "4·real", "4·synthetic"]
     with pytest.raises(ValueError):
-        mismatched_cells(["2", "4"], 0.5)
+        mismatched_cells(["2", "4"], 1.5)
 
 
 def test_shortcut_summary_reads_each_seed_then_intervals():
     def record(alpha, seed, cells, wg):
         names = ["2·real", "2·synthetic", "4·real", "4·synthetic"]
-        return {"dataset": "mnist", "variant": "v", "architecture": "cnn", "alpha": alpha, "seed": seed,
+        return {"dataset": "mnist", "variant": "v", "method": "erm", "architecture": "cnn", "alpha": alpha, "seed": seed,
                 "acc_wg": wg} | {f"acc_cell:{n}": c for n, c in zip(names, cells)}
 
     records = []

@@ -14,7 +14,7 @@ def table(archs=("cnn", "resnet"), seeds=(0, 1, 2)):
     for arch in archs:
         for alpha in (0.0, 0.5, 1.0):
             for s in seeds:
-                r = {"dataset": "mnist", "variant": "ddpm50", "architecture": arch, "alpha": alpha, "seed": s, "acc_avg": 0.9}
+                r = {"dataset": "mnist", "variant": "ddpm50", "method": "erm", "architecture": arch, "alpha": alpha, "seed": s, "acc_avg": 0.9}
                 for c in ("2·real", "2·synthetic", "7·real", "7·synthetic"):
                     r[f"acc_cell:{c}"] = 0.5 + 0.1 * alpha + 0.01 * s
                 recs.append(r)

@@ -58,13 +58,13 @@ def test_bad_codes_rejected():
 
 
 def rec(seed, acc, alpha=0.5, **extra):
-    return {"dataset": "mnist", "variant": "ddpm50", "architecture": "cnn", "alpha": alpha, "seed": seed,
+    return {"dataset": "mnist", "variant": "ddpm50", "method": "erm", "architecture": "cnn", "alpha": alpha, "seed": seed,
             "acc_avg": acc, "acc_cell:2·real": acc / 2, "count_cell:2·real": 10, **extra}
 
 
 def test_aggregate_t_interval_three_seeds():
     t = aggregate([rec(0, 0.5), rec(1, 0.6), rec(2, 0.7)])
-    assert list(t.columns) == ["dataset", "variant", "architecture", "alpha", "metric", "cell",
+    assert list(t.columns) == ["dataset", "variant", "method", "architecture", "alpha", "metric", "cell",
                                "n_seeds", "mean", "sd", "ci_low", "ci_high"]
     assert set(t["metric"]) == {"acc_avg", "acc_cell:2·real"}  # count_* and identity keys excluded
     row = t[t["metric"] == "acc_avg"].iloc[0]
@@ -115,8 +115,18 @@ def test_write_json_sorted_atomic(tmp_path):
 
 
 def test_interval_is_clipped_to_the_accuracy_range():
-    records = [{"dataset": "d", "variant": "v", "architecture": "a", "alpha": 1.0, "seed": s, "acc_avg": v}
+    records = [{"dataset": "d", "variant": "v", "method": "erm", "architecture": "a", "alpha": 1.0, "seed": s, "acc_avg": v}
                for s, v in enumerate([0.0, 0.0, 0.06])]
     row = aggregate(records).iloc[0]
     assert row["ci_low"] == 0.0  # the unclipped t-interval would reach below zero
     assert 0.06 < row["ci_high"] < 1.0
+
+
+def test_source_and_mismatched_accuracies():
+    """acc_real/acc_synthetic per source; acc_mismatched: the minority-source cells of the run's alpha."""
+    pred = pd.DataFrame({"label": [0, 0, 1, 1, 0, 1], "source": [0, 1, 0, 1, 0, 1], "pred": [0, 1, 1, 1, 1, 1]})
+    m = run_metrics(pred, ["a", "b"], alpha=0.0)
+    assert m["acc_real"] == pytest.approx(2 / 3) and m["acc_synthetic"] == pytest.approx(2 / 3)
+    assert m["acc_mismatched"] == pytest.approx((0.5 + 1.0) / 2)  # a·real and b·synthetic
+    assert run_metrics(pred, ["a", "b"], alpha=1.0)["acc_mismatched"] == pytest.approx((0.0 + 1.0) / 2)
+    assert "acc_mismatched" not in run_metrics(pred, ["a", "b"])

@@ -152,7 +152,7 @@ def alpha_tag(alpha) -> str:
 
 def run_dirs(workdir: Path, cfg: dict) -> list[Path]:
     m = cfg["mnist"]
-    return [workdir / f"results/mnist/variants/{v['name']}/runs/{arch}/alpha{alpha_tag(a)}_seed{s}"
+    return [workdir / f"results/mnist/variants/{v['name']}/runs/erm/{arch}/alpha{alpha_tag(a)}_seed{s}"
             for v in m["variants"] for arch in v["architectures"] for a in m["assembly"]["alphas"]
             for s in m["classifier"]["seeds"]]
 
@@ -171,8 +171,8 @@ def rerun(tiny, noop):
     Returns the dry-run's job stats and output, plus copies of the deleted run's files.
     """
     workdir, _, _ = tiny
-    wiped = workdir / "results/mnist/variants/main/runs/cnn/alpha0.5_seed0"
-    lost = workdir / "results/mnist/variants/main/runs/resnet18/alpha1_seed0/predictions.csv"
+    wiped = workdir / "results/mnist/variants/main/runs/erm/cnn/alpha0.5_seed0"
+    lost = workdir / "results/mnist/variants/main/runs/erm/resnet18/alpha1_seed0/predictions.csv"
     saved = workdir.parent / "saved_run"
     shutil.copytree(wiped, saved, dirs_exist_ok=True)
     shutil.rmtree(wiped)
@@ -340,8 +340,8 @@ def test_tiny_rerun_only_what_was_lost(rerun):
     assert stats == {"train_classifier": 2, "evaluate_run": 2, "aggregate_alpha": 1, "figure_alpha": 1,
                      "shortcut_summary": 1, "figure_fidelity": 1, "all": 1}, rerun["dry"]
     planned = set(re.findall(r"output: (results/mnist/variants/\S+)/model\.pt", rerun["dry"]))
-    assert planned == {"results/mnist/variants/main/runs/cnn/alpha0.5_seed0",
-                       "results/mnist/variants/main/runs/resnet18/alpha1_seed0"}
+    assert planned == {"results/mnist/variants/main/runs/erm/cnn/alpha0.5_seed0",
+                       "results/mnist/variants/main/runs/erm/resnet18/alpha1_seed0"}
     assert job_stats(rerun["out"]) == stats
     assert rerun["lost"].is_file()
 

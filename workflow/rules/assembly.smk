@@ -23,6 +23,29 @@ rule assemble_alpha:
         "../scripts/assemble_alpha.py"
 
 
+# Last-layer retraining (method dfr): the same number of held-out images in every class x source cell.
+rule assemble_balanced:
+    input:
+        real="results/{dataset}/real.h5",
+        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
+    output:
+        manifest="results/{dataset}/variants/{variant}/manifests/balanced_seed{seed}.h5",
+    log:
+        "logs/assembly/{dataset}_{variant}_balanced_seed{seed}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        assembly=lambda wildcards: section(wildcards, "assembly"),
+        per_cell=lambda wildcards: section(wildcards, "mitigation")["dfr"]["per_cell"],
+        seed=config["seed"],
+    script:
+        "../scripts/assemble_balanced.py"
+
+
 rule assemble_test:
     input:
         real="results/{dataset}/real.h5",

@@ -1,20 +1,23 @@
-# Stage 5: one classifier per variant, architecture, alpha and seed; per-image predictions on the test set.
+# Stage 5: one classifier per variant, method, architecture, alpha and seed; per-image predictions on the
+# test set. dfr only refits ERM's last layer (workflow/rules/mitigation.smk).
 
 
 rule train_classifier:
     input:
         real="results/{dataset}/real.h5",
-        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
+        synthetic=training_pool,
         train="results/{dataset}/variants/{variant}/manifests/alpha{alpha}_seed{seed}.h5",
         val="results/{dataset}/variants/{variant}/manifests/alpha{alpha}_seed{seed}_val.h5",
         test="results/{dataset}/variants/{variant}/manifests/test.h5",
     output:
-        model="results/{dataset}/variants/{variant}/runs/{arch}/alpha{alpha}_seed{seed}/model.pt",
-        predictions="results/{dataset}/variants/{variant}/runs/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
+        model="results/{dataset}/variants/{variant}/runs/{method}/{arch}/alpha{alpha}_seed{seed}/model.pt",
+        predictions="results/{dataset}/variants/{variant}/runs/{method}/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
     log:
-        "logs/classifier/{dataset}_{variant}_{arch}_alpha{alpha}_seed{seed}.log",
+        "logs/classifier/{dataset}_{variant}_{method}_{arch}_alpha{alpha}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/classifier/{dataset}_{variant}_{arch}_alpha{alpha}_seed{seed}.tsv"
+        "results/benchmarks/classifier/{dataset}_{variant}_{method}_{arch}_alpha{alpha}_seed{seed}.tsv"
+    wildcard_constraints:
+        method="erm|reweight|groupdro|adversarial|harmonise|augment|two_stage",
     retries: 2  # a killed attempt resumes from its last finished epoch
     conda:
         "../../envs/torch.yaml"
@@ -25,12 +28,10 @@ rule train_classifier:
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         classifier=lambda wildcards: section(wildcards, "classifier"),
+        mitigation=lambda wildcards: section(wildcards, "mitigation"),
         seed=config["seed"],
         device=config["device"],
-        checkpoint=lambda wildcards: (
-            f"{variant_dir(wildcards.dataset, wildcards.variant)}/runs/{wildcards.arch}/"
-            f"alpha{wildcards.alpha}_seed{wildcards.seed}/checkpoint.pt"
-        ),
+        checkpoint=lambda wildcards: f"{run_dir(wildcards)}/checkpoint.pt",
     script:
         "../scripts/train_classifier.py"
 

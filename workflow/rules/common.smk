@@ -22,6 +22,8 @@ localrules:
     aggregate_alpha,
     aggregate_detectability,
     shortcut_summary,
+    mitigation_summary,
+    figure_mitigation,
     figure_alpha,
     figure_fidelity,
     figure_fingerprints,
@@ -34,6 +36,7 @@ localrules:
 wildcard_constraints:
     dataset="mnist|camus|chexpert|mnist_demo",
     variant=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    method="erm|reweight|groupdro|adversarial|dfr|harmonise|augment|two_stage",
     study="chexpert|mnist_demo",
     alpha=r"[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
@@ -80,15 +83,35 @@ def snapshot_steps(dataset):
     return sorted({v["steps"] for v in config[dataset].get("variants", [])})
 
 
-def run_dirs(dataset):
+def methods(dataset):
+    return config[dataset]["classifier"]["methods"]
+
+
+def run_dirs(dataset, only=None):
+    """Every run of the alpha sweep: variant x method (``only``: these) x architecture x alpha x seed."""
     cfg = config[dataset]
     return [
-        f"{variant_dir(dataset, v['name'])}/runs/{arch}/alpha{alpha_tag(a)}_seed{s}"
+        f"{variant_dir(dataset, v['name'])}/runs/{m}/{arch}/alpha{alpha_tag(a)}_seed{s}"
         for v in cfg["variants"]
+        for m in (only or methods(dataset))
         for arch in v["architectures"]
         for a in cfg["assembly"]["alphas"]
         for s in cfg["classifier"]["seeds"]
     ]
+
+
+def run_dir(wildcards, method=None):
+    """The run in the wildcards, or the same run of another method (dfr retrains ERM's)."""
+    return (
+        f"{variant_dir(wildcards.dataset, wildcards.variant)}/runs/"
+        f"{method or wildcards.method}/{wildcards.arch}/alpha{wildcards.alpha}_seed{wildcards.seed}"
+    )
+
+
+def training_pool(wildcards):
+    """The synthetic pool a run trains and is tested on: the harmonised copy for the harmonise arm."""
+    name = "harmonised.h5" if wildcards.method == "harmonise" else "synthetic.h5"
+    return f"{variant_dir(wildcards.dataset, wildcards.variant)}/{name}"
 
 
 def variant_files(dataset, name):
@@ -189,6 +212,10 @@ def run_metrics(wildcards):
     return [f"{d}/metrics.json" for d in run_dirs(wildcards.dataset)]
 
 
+def erm_metrics(wildcards):
+    return [f"{d}/metrics.json" for d in run_dirs(wildcards.dataset, ["erm"])]
+
+
 def all_targets():
     targets = [
         f"results/figures/{d}_{kind}"
@@ -199,6 +226,12 @@ def all_targets():
         for d in config["datasets"]
         for table in ("alpha_metrics", "detectability", "shortcut_summary")
     ]
+    for d in config["datasets"]:
+        if len(methods(d)) > 1:
+            targets += [
+                f"results/figures/{d}_mitigation.pdf",
+                f"results/{d}/mitigation_summary.csv",
+            ]
     if len(config["datasets"]) > 1:
         targets.append("results/figures/architectures_alpha.pdf")
     for study in config["supplementation"]:

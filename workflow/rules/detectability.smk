@@ -80,7 +80,7 @@ rule aggregate_detectability:
 
 rule shortcut_summary:
     input:
-        metrics=run_metrics,
+        metrics=erm_metrics,
         detectability="results/{dataset}/detectability.csv",
         real="results/{dataset}/real.h5",
     output:

@@ -3,12 +3,12 @@
 
 rule evaluate_run:
     input:
-        predictions="results/{dataset}/variants/{variant}/runs/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
+        predictions="results/{dataset}/variants/{variant}/runs/{method}/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
         real="results/{dataset}/real.h5",
     output:
-        metrics="results/{dataset}/variants/{variant}/runs/{arch}/alpha{alpha}_seed{seed}/metrics.json",
+        metrics="results/{dataset}/variants/{variant}/runs/{method}/{arch}/alpha{alpha}_seed{seed}/metrics.json",
     log:
-        "logs/evaluation/{dataset}_{variant}_{arch}_alpha{alpha}_seed{seed}.log",
+        "logs/evaluation/{dataset}_{variant}_{method}_{arch}_alpha{alpha}_seed{seed}.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1

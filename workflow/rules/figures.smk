@@ -22,6 +22,29 @@ rule figure_alpha:
         "../scripts/figure_alpha.py"
 
 
+rule figure_mitigation:
+    input:
+        table="results/{dataset}/alpha_metrics.csv",
+        detectability="results/{dataset}/detectability.csv",
+        real="results/{dataset}/real.h5",
+    output:
+        figure="results/figures/{dataset}_mitigation.pdf",
+    log:
+        "logs/figures/{dataset}_mitigation.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        ci=lambda wildcards: section(wildcards, "evaluation")["ci"],
+        methods=lambda wildcards: methods(wildcards.dataset),
+        variants=lambda wildcards: variant_names(wildcards.dataset),
+    script:
+        "../scripts/figure_mitigation.py"
+
+
 rule figure_samples:
     input:
         real="results/{dataset}/real.h5",

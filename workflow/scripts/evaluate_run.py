@@ -9,5 +9,5 @@ with job_log(snakemake.log[0]):
         snakemake.input.predictions,
         snakemake.input.real,
         snakemake.output.metrics,
-        {"dataset": w.dataset, "variant": w.variant, "architecture": w.arch, "alpha": float(w.alpha), "seed": int(w.seed)},
+        {"dataset": w.dataset, "variant": w.variant, "method": w.method, "architecture": w.arch, "alpha": float(w.alpha), "seed": int(w.seed)},
     )

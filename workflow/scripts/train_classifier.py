@@ -20,5 +20,7 @@ with job_log(snakemake.log[0]):
         derive_seed(snakemake.params.seed, w.dataset, "classifier", w.arch, w.alpha, w.seed),
         snakemake.params.device,
         snakemake.params.checkpoint,
+        method=w.method,
+        mitigation=snakemake.params.mitigation,
         threads=snakemake.threads,
     )

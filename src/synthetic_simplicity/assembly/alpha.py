@@ -61,6 +61,24 @@ def _mix(counts: dict, candidates: dict, run_seed: int, **attrs) -> Manifest:
                     {"run_seed": run_seed, **attrs})
 
 
+def _candidates(real: ImageSet, synthetic: ImageSet, v: int, base_seed: int, run_seed: int) -> tuple[dict, dict]:
+    """Per (class, source): the training rows in drawing order, and the held-out rows (see ``pool_sizes``)."""
+    own_val = _has_val_split(real)
+    train, val = {}, {}
+    for src, s in (("real", real), ("synthetic", synthetic)):
+        for c in (0, 1):
+            rng = np.random.default_rng(derive_seed(base_seed, "assembly", run_seed, src, c))
+            rows = rng.permutation(_pool_rows(s, "train", c))
+            held = 0 if (src == "real" and own_val) else v
+            train[(c, src)] = rows[: len(rows) - held]
+            if src == "real" and own_val:
+                val_rng = np.random.default_rng(derive_seed(base_seed, "assembly", run_seed, "real-val", c))
+                val[(c, src)] = val_rng.permutation(_pool_rows(real, "val", c))
+            else:
+                val[(c, src)] = rows[len(rows) - held:]
+    return train, val
+
+
 def assemble_alpha(real: ImageSet, synthetic: ImageSet, alpha: float, n_per_class: int | None,
                    base_seed: int, run_seed: int, val_fraction: float = 0.0) -> tuple[Manifest, Manifest]:
     """The training and validation manifests for one α and one run seed, both with the α mix.
@@ -79,24 +97,34 @@ def assemble_alpha(real: ImageSet, synthetic: ImageSet, alpha: float, n_per_clas
             f"but the smallest pool has {available} (after holding out {v} validation images per class); "
             f"lower assembly.per_class or assembly.val_fraction, or sample more (synthesis.train_per_class)")
     own_val = _has_val_split(real)
-    train, val = {}, {}
-    for src, s in (("real", real), ("synthetic", synthetic)):
-        for c in (0, 1):
-            rng = np.random.default_rng(derive_seed(base_seed, "assembly", run_seed, src, c))
-            rows = rng.permutation(_pool_rows(s, "train", c))
-            held = 0 if (src == "real" and own_val) else v
-            train[(c, src)] = rows[: len(rows) - held]
-            if src == "real" and own_val:
-                val_rng = np.random.default_rng(derive_seed(base_seed, "assembly", run_seed, "real-val", c))
-                val[(c, src)] = val_rng.permutation(_pool_rows(real, "val", c))
-            else:
-                val[(c, src)] = rows[len(rows) - held:]
+    train, val = _candidates(real, synthetic, v, base_seed, run_seed)
     m = _mix(alpha_counts(alpha, n), train, run_seed, alpha=alpha, n_per_class=n)
     m.attrs["counts"] = m.counts(real.class_names)
     mv = _mix(alpha_counts(alpha, v), val, run_seed, alpha=alpha, n_per_class=v,
               source="real validation split + synthetic reserve" if own_val else "reserve of the training pools")
     mv.attrs["counts"] = mv.counts(real.class_names)
     return m, mv
+
+
+def assemble_balanced(real: ImageSet, synthetic: ImageSet, per_cell: int, base_seed: int, run_seed: int,
+                      val_fraction: float = 0.0) -> Manifest:
+    """A held-out set with ``per_cell`` images in each class x source cell, for last-layer retraining.
+
+    It is drawn from the rows ``assemble_alpha`` holds out of training for the same run seed (the
+    validation reserve), never from the test images, so it meets no training image at any alpha.
+    """
+    _, v = pool_sizes(real, synthetic, val_fraction)
+    _, val = _candidates(real, synthetic, v, base_seed, run_seed)
+    smallest = min(len(rows) for rows in val.values())
+    if not 1 <= per_cell <= smallest:
+        raise AssemblyError(
+            f"mitigation.dfr.per_cell={per_cell} asks for {per_cell} held-out images per class x source cell, "
+            f"but the smallest cell of the held-out reserve has {smallest}; lower mitigation.dfr.per_cell or "
+            f"raise assembly.val_fraction")
+    m = _mix({cell: per_cell for cell in val}, val, run_seed, per_cell=per_cell,
+             source="the validation reserve, balanced over class x source")
+    m.attrs["counts"] = m.counts(real.class_names)
+    return m
 
 
 def assemble_test(real: ImageSet, synthetic: ImageSet) -> Manifest:

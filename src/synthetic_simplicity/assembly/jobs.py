@@ -25,6 +25,17 @@ def assemble_alpha(real_path: str, synthetic_path: str, out_path: str, val_path:
     write_manifest(val_path, val)
 
 
+def assemble_balanced(real_path: str, synthetic_path: str, out_path: str, per_cell: int, val_fraction: float,
+                      base_seed: int, run_seed: int) -> None:
+    """The held-out set of last-layer retraining: ``per_cell`` images per class x source cell."""
+    from .alpha import assemble_balanced as assemble
+
+    m = assemble(read_imageset(real_path), read_imageset(synthetic_path), per_cell, base_seed, run_seed,
+                 val_fraction)
+    log.info("balanced held-out set: %s", m.attrs["counts"])
+    write_manifest(out_path, m)
+
+
 def assemble_test(real_path: str, synthetic_path: str, out_path: str) -> None:
     """Every real and synthetic test image: four cells, source uncorrelated with class."""
     from .alpha import assemble_test as assemble

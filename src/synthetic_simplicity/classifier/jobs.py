@@ -18,21 +18,29 @@ from ..core.runtime import atomic_torch_save, job_runtime
 log = logging.getLogger(__name__)
 
 
+def _save(model, history: dict, class_names: list[str], counts: dict, architecture: str, model_path: str,
+          predictions_path: str, frame: pd.DataFrame, checkpoints: list[str], **extra) -> pd.DataFrame:
+    """Write model and predictions; the checkpoints go last (model.pt supersedes them)."""
+    atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(), "class_names": class_names,
+                       "train_counts": counts, "history": history} | extra, model_path)
+    write_csv(predictions_path, frame)
+    for checkpoint in checkpoints:
+        Path(checkpoint).unlink(missing_ok=True)
+    return frame
+
+
 def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: list[str], counts: dict,
                         architecture: str, cfg: dict, section: str, seed: int, device, precision: str,
                         checkpoint: str, model_path: str, predictions_path: str, predict: Callable,
-                        progress: bool) -> pd.DataFrame:
-    """Train, predict with ``predict(model)`` and write model and predictions; the checkpoint goes last."""
+                        progress: bool, make_objective: Callable | None = None) -> pd.DataFrame:
+    """Train, predict with ``predict(model)`` and write model and predictions."""
     from .training import train_classifier
 
     model, history = train_classifier(images, targets, len(class_names), architecture, cfg, seed, device,
-                                      precision, checkpoint, val=val, section=section, progress=progress)
-    frame = predict(model)
-    atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(), "class_names": class_names,
-                       "train_counts": counts, "history": history}, model_path)
-    write_csv(predictions_path, frame)
-    Path(checkpoint).unlink(missing_ok=True)  # the run is complete; model.pt supersedes it
-    return frame
+                                      precision, checkpoint, val=val, section=section, progress=progress,
+                                      make_objective=make_objective)
+    return _save(model, history, class_names, counts, architecture, model_path, predictions_path, predict(model),
+                 [checkpoint])
 
 
 # Study A
@@ -40,24 +48,62 @@ def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: li
 
 def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_path: str, test_path: str,
                      model_path: str, predictions_path: str, architecture: str, cfg: dict, section: str, seed: int,
-                     device_name: str, checkpoint: str, threads: int | None = None,
-                     progress: bool = True) -> pd.DataFrame:
-    """One classifier on an alpha manifest; its validation manifest has the same alpha mix."""
+                     device_name: str, checkpoint: str, method: str = "erm", mitigation: dict | None = None,
+                     threads: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """One classifier on an alpha manifest; its validation manifest has the same alpha mix.
+
+    ``method`` is one of ``mitigation.objectives.METHODS`` other than dfr (``mitigation.jobs.train_dfr``),
+    trained with its settings from ``mitigation`` (the dataset's mitigation section); a method that is
+    undefined on this training set writes a model file with the reason and no predictions."""
+    from ..mitigation.objectives import build_objective
     from .training import predict, predictions_frame
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
     real, synthetic = read_imageset(real_path), read_imageset(synthetic_path)
     train, val, test = read_manifest(train_path), read_manifest(val_path), read_manifest(test_path)
-    log.info("%s on %d training images %s (validation %s), device %s, precision %s", architecture,
+    log.info("%s (%s) on %d training images %s (validation %s), device %s, precision %s", architecture, method,
              len(train.label), train.attrs["counts"], val.attrs["counts"], device, precision)
+    if method != "erm":
+        # The adversary's ramp spans the epoch budget, so for it a longer budget is a new run.
+        cfg = cfg | {"method": method, "mitigation": (mitigation or {}).get(method),
+                     "schedule_epochs": cfg["epochs"] if method == "adversarial" else None}
+    section_of = section.rsplit(".", 1)[0] + ".mitigation"
 
     def predict_test(model):
         probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
         return predictions_frame(test.pool, test.index, test.label, probs)
 
-    return _train_predict_save(gather(train, real, synthetic), train.label, (gather(val, real, synthetic), val.label),
-                               real.class_names, train.attrs["counts"], architecture, cfg, section, seed, device,
-                               precision, checkpoint, model_path, predictions_path, predict_test, progress)
+    images, val_images = gather(train, real, synthetic), gather(val, real, synthetic)
+    if method == "two_stage":
+        from ..mitigation.two_stage import stage_checkpoint, train_two_stage, undefined
+
+        reason = undefined(train.label, train.pool)
+        if reason:
+            return _skip(architecture, method, reason, model_path, predictions_path, test)
+        model, history = train_two_stage(images, train.label, train.pool, (val_images, val.label, val.pool),
+                                         len(real.class_names), architecture, cfg, mitigation["two_stage"], seed,
+                                         device, precision, checkpoint, section, progress)
+        return _save(model, history, real.class_names, train.attrs["counts"], architecture, model_path,
+                     predictions_path, predict_test(model),
+                     [stage_checkpoint(checkpoint, stage) for stage in ("synthetic", "real")])
+
+    def make_objective(model):
+        return build_objective(method, mitigation, train.label, train.pool, model, cfg["epochs"], section_of)
+
+    return _train_predict_save(images, train.label, (val_images, val.label), real.class_names, train.attrs["counts"],
+                               architecture, cfg, section, seed, device, precision, checkpoint, model_path,
+                               predictions_path, predict_test, progress, make_objective)
+
+
+def _skip(architecture: str, method: str, reason: str, model_path: str, predictions_path: str, test) -> pd.DataFrame:
+    """An arm undefined at this alpha: the reason goes to the log and the model file; no predictions."""
+    from .training import predictions_frame
+
+    log.warning("%s is skipped at this alpha: %s", method, reason)
+    frame = predictions_frame(test.pool[:0], test.index[:0], test.label[:0], np.zeros((0, 2)))
+    atomic_torch_save({"architecture": architecture, "method": method, "skipped": reason}, model_path)
+    write_csv(predictions_path, frame)
+    return frame
 
 
 # Study B

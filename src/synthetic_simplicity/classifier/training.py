@@ -64,11 +64,25 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (losses * known).sum() / known.sum().clamp(min=1)
 
 
-def _optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
+def per_image_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per image (Study A's single-label targets), for objectives that weight images."""
+    return nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
+def head_of(model: nn.Module) -> nn.Linear:
+    """The model's last linear layer: its input is the penultimate feature vector."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def state_digest(state: dict) -> str:
+    """A digest of a state dict's tensors, for resume keys of runs that start from given weights."""
+    return array_digest(*(state[k].detach().cpu().numpy() for k in sorted(state)))
+
+
+def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg["learning_rate"], momentum=0.9,
-                               weight_decay=cfg["weight_decay"])
-    return torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+        return torch.optim.SGD(params, lr=cfg["learning_rate"], momentum=0.9, weight_decay=cfg["weight_decay"])
+    return torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
 
 
 def _targets(labels: np.ndarray) -> torch.Tensor:
@@ -115,6 +129,8 @@ def train_classifier(
     val: tuple | None = None,
     section: str = "classifier",
     progress: bool = True,
+    make_objective=None,
+    init_state: dict | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train (from scratch, or from ``cfg["pretrained"]``) and return the model with its history.
 
@@ -123,6 +139,11 @@ def train_classifier(
     is measured after every epoch and the best epoch kept: ``cfg["selection"]`` returns that epoch's
     weights (``best_val_loss``) or the last ones (``last``), and ``cfg["patience"]`` stops after that
     many epochs without improvement. ``section`` names the config section in error messages.
+
+    ``make_objective(model)`` builds an objective (``mitigation.objectives``; None: the mean loss over a
+    random permutation) that sets each epoch's order, a per-batch transform, the loss and any extra
+    trained modules (built right after the model, from the same seed); ``init_state``
+    starts from given weights instead of ``cfg["pretrained"]`` or scratch (two-stage training).
     """
     selection, patience = cfg.get("selection", "last"), cfg.get("patience")
     if selection not in SELECTIONS:
@@ -136,15 +157,20 @@ def train_classifier(
     in_channels = images_to_tensor(images[np.arange(1)]).shape[1]
     torch.manual_seed(derive_seed(seed, "init"))
     model = build_classifier(architecture, in_channels, num_classes)
-    if cfg.get("pretrained"):
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    elif cfg.get("pretrained"):
         load_pretrained(model, cfg["pretrained"])
+    objective = None if make_objective is None else make_objective(model)
     model = model.to(device)
-    opt = _optimizer(model, cfg)
+    extra = {} if objective is None else {name: m.to(device) for name, m in objective.modules.items()}
+    opt = _optimizer([p for m in (model, *extra.values()) for p in m.parameters()], cfg)
     # Everything that shapes the model: the section, the seed and exactly which images and targets.
     run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
                            | {"seed": seed, "arch": architecture, "images": data_key(images),
                               "targets": array_digest(labels),
-                              "val": None if val is None else [data_key(val[0]), array_digest(val[1])]})
+                              "val": None if val is None else [data_key(val[0]), array_digest(val[1])],
+                              "init": None if init_state is None else state_digest(init_state)})
     val_targets = None if val is None else _targets(val[1])
     history = {"train_loss": [], "val_loss": [], "best_epoch": None}
     best_state = None
@@ -155,24 +181,35 @@ def train_classifier(
         if state["hash"] == run_hash and state["epoch"] <= cfg["epochs"]:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            for name, module in extra.items():
+                module.load_state_dict(state["extra"][name])
+            if objective is not None:
+                objective.load_state_dict(state["objective"])
             epoch, history, best_state = state["epoch"], state["history"], state["best_state"]
             log.info("resuming from %s at epoch %d", ckpt_path, epoch)
     bar = tqdm(total=cfg["epochs"], initial=epoch, desc=f"{architecture}", disable=not progress)
     while epoch < cfg["epochs"] and not _stopped(history, patience):
         model.train()
-        order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch)))
+        generator = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
+        order = torch.randperm(len(y_all), generator=generator) if objective is None \
+            else objective.order(len(y_all), generator)
         batches = [order[i : i + cfg["batch_size"]].numpy() for i in range(0, len(order), cfg["batch_size"])]
         total = 0.0
         for idx, x in zip(batches, iter_batches(images, batches, cfg.get("loader_workers", 0))):
             x, y = images_to_tensor(x, device), y_all[idx].to(device)
+            if objective is not None:
+                x = objective.transform(x, generator)
             with autocast(device, precision):
-                loss = _loss(model(x).float(), y)
+                logits = model(x).float()
+                loss = _loss(logits, y) if objective is None else objective.loss(logits, y, idx)
             _check_finite(loss, section, cfg, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         history["train_loss"].append(total / len(y_all))
+        if objective is not None:
+            objective.end_epoch(history)
         if val is not None:
             history["val_loss"].append(mean_loss(model, val[0], val_targets, 4 * cfg["batch_size"], device,
                                                  precision, cfg.get("loader_workers", 0)))
@@ -182,7 +219,9 @@ def train_classifier(
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         epoch += 1
         atomic_torch_save({"epoch": epoch, "hash": run_hash, "model": model.state_dict(),
-                           "optimizer": opt.state_dict(), "history": history, "best_state": best_state}, ckpt_path)
+                           "optimizer": opt.state_dict(), "history": history, "best_state": best_state,
+                           "extra": {name: m.state_dict() for name, m in extra.items()},
+                           "objective": {} if objective is None else objective.state_dict()}, ckpt_path)
         bar.update(1)
         shown = {"loss": f"{history['train_loss'][-1]:.4f}"}
         if history["val_loss"]:
@@ -217,7 +256,7 @@ def predict(model: nn.Module, images, batch_size: int, device: torch.device, pre
 @torch.no_grad()
 def embed(model: nn.Module, images, batch_size: int, device: torch.device, precision: str) -> np.ndarray:
     """(N, D) penultimate features: the input of the model's last linear layer (its head)."""
-    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    head = head_of(model)
     captured = []
     hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].float().cpu()))
     try:

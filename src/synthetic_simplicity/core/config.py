@@ -165,6 +165,10 @@ def _resolve_variants(section: dict, dataset: str) -> None:
     if repeated:
         raise ConfigError(f"config key '{dataset}.variants': the name(s) {repeated} appear more than once; "
                           f"every variant needs its own name (it names the variant's results folder)")
+    methods = section["classifier"]["methods"]
+    if "erm" not in methods:
+        raise ConfigError(f"config key '{dataset}.classifier.methods' is {methods} and lacks erm: every arm is "
+                          f"measured against plain training (and dfr retrains the ERM model); add erm")
     for variant in section["variants"]:
         if variant.get("steps") is None:
             variant["steps"] = section["diffusion"]["steps"]

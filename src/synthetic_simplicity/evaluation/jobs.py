@@ -18,7 +18,10 @@ def evaluate_run(predictions_path: str, real_path: str, out_path: str, identity:
     from .cells import run_metrics
 
     _, class_names = read_header(real_path)
-    record = identity | run_metrics(pd.read_csv(predictions_path), class_names)
+    predictions = pd.read_csv(predictions_path)
+    record = identity | run_metrics(predictions, class_names, identity.get("alpha"))
+    if predictions.empty:  # an arm undefined at this alpha (its training log says why)
+        record["skipped"] = True
     write_json(out_path, record)
     return record
 

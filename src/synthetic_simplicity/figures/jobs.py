@@ -17,12 +17,17 @@ def _c2st_titles(detectability: pd.DataFrame) -> dict:
             for r in c2st.itertuples()}
 
 
+def _erm(table: pd.DataFrame) -> pd.DataFrame:
+    """Study A's own figures show plain training; the mitigation figure shows the other arms."""
+    return table[table["method"] == "erm"]
+
+
 def figure_alpha(table_path: str, detectability_path: str, real_path: str, out_path: str, ci: float) -> None:
     from .alpha import plot_alpha
 
     dataset, class_names = read_header(real_path)
     title = f"{dataset}: {class_names[0]} vs {class_names[1]}, one row per generator variant"
-    plot_alpha(read_table(table_path), out_path, title, ci_method(ci), class_names=class_names,
+    plot_alpha(_erm(read_table(table_path)), out_path, title, ci_method(ci), class_names=class_names,
                row_titles=_c2st_titles(read_table(detectability_path)))
 
 
@@ -58,13 +63,28 @@ def figure_architectures(table_paths: list[str], real_paths: list[str], out_path
     for table_path, real_path in zip(table_paths, real_paths):
         _, names = read_header(real_path)
         generic = {name: f"class {k + 1}" for k, name in enumerate(names)}
-        t = read_table(table_path)
+        t = _erm(read_table(table_path))
         cells = t["cell"].fillna("").str.split(CELL_SEP, n=1, regex=False)
         t["cell"] = [f"{generic[c[0]]}{CELL_SEP}{c[1]}" if len(c) == 2 else "" for c in cells]
         t["dataset"] = t["dataset"] + " (" + " vs ".join(names) + ")"
         tables.append(t)
     plot_alpha(pd.concat(tables, ignore_index=True), out_path, "Study A across datasets and architectures",
                ci_method(ci), class_names=["class 1", "class 2"])
+
+
+def figure_mitigation(table_path: str, detectability_path: str, real_path: str, out_path: str, ci: float,
+                      methods: list[str], variants: list[str]) -> None:
+    """Every arm against ERM; columns in the config's variant order, titled with the variant's C2ST
+    AUROC as in the alpha figure."""
+    from .mitigation import plot_mitigation
+
+    dataset, class_names = read_header(real_path)
+    table = read_table(table_path)
+    c2st = _c2st_titles(read_table(detectability_path))
+    archs = list(dict.fromkeys(table["architecture"]))
+    titles = {(v, a): f"{c2st.get((dataset, v), v)}\n{a}" for v in variants for a in archs}
+    plot_mitigation(table, out_path, f"{dataset}: {class_names[0]} vs {class_names[1]}, mitigation arms",
+                    ci_method(ci), methods, panel_titles=titles)
 
 
 def figure_samples(real_path: str, synthetic_paths: dict[str, str], out_path: str, seed: int) -> None:
