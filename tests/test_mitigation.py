@@ -73,8 +73,8 @@ def cells(planted: str, seed: int, n: int = 100):
 def train(method: str, x, y, s, tmp_path, seed: int = 0, cfg: dict = CFG):
     cfg = cfg if method == "erm" else cfg | {"method": method}
     return train_classifier(x, y, 2, "cnn", cfg, seed, CPU, "fp32", tmp_path / f"{method}.pt", progress=False,
-                            make_objective=lambda m: build_objective(method, MITIGATION, y, s, m, cfg["epochs"],
-                                                                     "mnist.mitigation"))
+                            make_objective=lambda m: build_objective(method, MITIGATION.get(method), y, s, m,
+                                                                     cfg["epochs"], "mnist.classifier.methods"))
 
 
 def mismatched(model, alpha: float, test) -> float:
@@ -121,6 +121,12 @@ def test_dfr_on_a_balanced_held_out_set_recovers_the_mismatched_cells(corner_erm
     bx, by, _ = cells("corner", 200, n=20)
     info = retrain_last_layer(model, bx, by, {"steps": 200, "weight_decay": 0.01}, 256, CPU, "fp32")
     assert info["images"] == 80
+    # The standardisation is folded into the head: the model's own logits give the fit's loss.
+    with torch.no_grad():
+        model.eval()
+        logits = model(torch.as_tensor(bx[:, None], dtype=torch.float32) / 127.5 - 1)
+        loss = torch.nn.functional.cross_entropy(logits.double(), torch.as_tensor(by))
+    assert float(loss) == pytest.approx(info["loss"], abs=1e-4)
     assert mismatched(model, alpha, test) > before + 0.3
     assert mismatched(erm, alpha, test) == before  # the ERM model itself is untouched
 
@@ -203,7 +209,15 @@ def test_two_stage_trains_on_synthetic_then_real(tmp_path):
     assert list(history) == ["synthetic", "real"]
     assert all(h["epochs_run"] == 2 for h in history.values())
     assert (tmp_path / "checkpoint_synthetic.pt").is_file() and (tmp_path / "checkpoint_real.pt").is_file()
-    # The second stage starts from the first stage's weights: training it again from them is a resume.
+    # The real stage starts from the synthetic stage's weights: the same stage from scratch (same seed,
+    # settings and images) ends elsewhere.
+    real = s == 0
+    scratch_cfg = CFG | {"epochs": 2, "learning_rate": CFG["learning_rate"] * 0.1, "stage": "real"}
+    scratch, history_scratch = train_classifier(x[real], y[real], 2, "cnn", scratch_cfg, 0, CPU, "fp32",
+                                                tmp_path / "scratch.pt", progress=False)
+    assert history["real"]["train_loss"] != history_scratch["train_loss"]
+    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), scratch.state_dict().values()))
+    # A second call finds both stages finished in their checkpoints and returns the same model.
     again, _ = train_two_stage(x, y, s, val, 2, "cnn", CFG | {"epochs": 2}, MITIGATION["two_stage"], 0, CPU,
                                "fp32", str(tmp_path / "checkpoint.pt"), "mnist.classifier", progress=False)
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
@@ -219,7 +233,7 @@ def test_a_killed_arm_resumes_exactly(method, tmp_path):
 
     def run(epochs, path):
         return train_classifier(x, y, 2, "cnn", cfg | {"epochs": epochs}, 0, CPU, "fp32", path, progress=False,
-                                make_objective=lambda m: build_objective(method, MITIGATION, y, s, m, 3, "m"))
+                                make_objective=lambda m: build_objective(method, MITIGATION[method], y, s, m, 3, "m"))
 
     whole, h_whole = run(3, tmp_path / "whole.pt")
     run(2, tmp_path / "killed.pt")
@@ -295,19 +309,21 @@ def test_mitigation_summary_pairs_each_arm_with_erm_by_seed():
     runs = [records("erm", 0.0, s, m, 0.9) for s, m in enumerate([0.1, 0.2, 0.3])]
     runs += [records("dfr", 0.0, s, m, 0.8) for s, m in enumerate([0.5, 0.6, 0.7])]
     runs += [records("two_stage", 0.0, s, None, None) for s in range(3)]
-    table = mitigation_summary(runs, 0.95, ["erm", "dfr", "two_stage"])
-    assert table["method"].tolist() == ["erm", "dfr", "two_stage"]
+    runs += [records("adversarial", 0.0, s, m, 0.5) for s, m in enumerate([0.0, 0.05, 0.2])]
+    table = mitigation_summary(runs, 0.95, ["erm", "dfr", "two_stage", "adversarial"])
+    assert table["method"].tolist() == ["erm", "dfr", "two_stage", "adversarial"]
     dfr = table[table["method"] == "dfr"].iloc[0]
     assert dfr["mismatched"] == pytest.approx(0.6) and dfr["delta_mismatched"] == pytest.approx(0.4)
     assert dfr["delta_real_acc"] == pytest.approx(-0.1)
     assert dfr["delta_mismatched_ci_low"] == pytest.approx(0.4) == dfr["delta_mismatched_ci_high"]  # paired: no spread
+    worse = table[table["method"] == "adversarial"].iloc[0]  # deltas -0.1, -0.15, -0.1: below 0, not clipped
+    assert worse["delta_mismatched"] == pytest.approx(-0.35 / 3)
+    assert worse["delta_mismatched_ci_low"] < worse["delta_mismatched"] < worse["delta_mismatched_ci_high"] < 0
     skipped = table[table["method"] == "two_stage"].iloc[0]
     assert skipped["n_seeds"] == 0 and np.isnan(skipped["mismatched"]) and "skipped" in skipped["note"]
 
 
 def test_mitigation_figure_has_a_column_per_variant_and_a_line_per_method(tmp_path):
-    import pandas as pd
-
     from synthetic_simplicity.evaluation.cells import aggregate
     from synthetic_simplicity.figures.mitigation import ROWS, plot_mitigation
 
@@ -325,4 +341,17 @@ def test_mitigation_figure_has_a_column_per_variant_and_a_line_per_method(tmp_pa
     axes = np.array(fig.axes).reshape(len(ROWS), 2)
     assert [ax.get_title().split(" · ")[0] for ax in axes[0]] == ["ddpm50", "ddim20"]
     assert [line.get_label() for line in axes[1, 0].get_lines()] == ["erm", "reweight"]
-    assert isinstance(table, pd.DataFrame)
+
+
+def test_study_a_figures_read_the_erm_runs_only():
+    import pandas as pd
+
+    from synthetic_simplicity.figures.jobs import _erm
+
+    table = pd.DataFrame({"method": ["erm", "dfr", "erm"], "mean": [1, 2, 3]})
+    assert _erm(table)["mean"].tolist() == [1, 3]
+
+
+def test_dfr_is_not_an_objective():
+    with pytest.raises(Exception, match="train_dfr"):
+        build_objective("dfr", None, np.zeros(2), np.zeros(2), None, 1, "mnist.classifier.methods")

@@ -17,7 +17,7 @@ rule train_classifier:
     benchmark:
         "results/benchmarks/classifier/{dataset}_{variant}_{method}_{arch}_alpha{alpha}_seed{seed}.tsv"
     wildcard_constraints:
-        method="erm|reweight|groupdro|adversarial|harmonise|augment|two_stage",
+        method="|".join(m for m in METHODS if m != "dfr"),
     retries: 2  # a killed attempt resumes from its last finished epoch
     conda:
         "../../envs/torch.yaml"
@@ -27,8 +27,10 @@ rule train_classifier:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
-        classifier=lambda wildcards: section(wildcards, "classifier"),
-        mitigation=lambda wildcards: section(wildcards, "mitigation"),
+        classifier=classifier_settings,
+        settings=lambda wildcards: section(wildcards, "mitigation").get(
+            wildcards.method
+        ),
         seed=config["seed"],
         device=config["device"],
         checkpoint=lambda wildcards: f"{run_dir(wildcards)}/checkpoint.pt",

@@ -4,6 +4,7 @@ from pathlib import Path
 from synthetic_simplicity.core.config import validate_config, variant_synthesis
 from synthetic_simplicity.core.errors import PipelineError
 from synthetic_simplicity.core.joblog import stop_workflow
+from synthetic_simplicity.mitigation.objectives import METHODS
 
 try:
     _validated = validate_config(
@@ -36,7 +37,7 @@ localrules:
 wildcard_constraints:
     dataset="mnist|camus|chexpert|mnist_demo",
     variant=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    method="erm|reweight|groupdro|adversarial|dfr|harmonise|augment|two_stage",
+    method="|".join(METHODS),
     study="chexpert|mnist_demo",
     alpha=r"[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
@@ -85,6 +86,12 @@ def snapshot_steps(dataset):
 
 def methods(dataset):
     return config[dataset]["classifier"]["methods"]
+
+
+def classifier_settings(wildcards):
+    """The classifier section without the method list: adding an arm leaves every run's params, and
+    so every existing run, as it was."""
+    return {k: v for k, v in section(wildcards, "classifier").items() if k != "methods"}
 
 
 def run_dirs(dataset, only=None):

@@ -44,7 +44,7 @@ rule train_dfr:
         mem_mb=3000,
         runtime=20,
     params:
-        classifier=lambda wildcards: section(wildcards, "classifier"),
+        classifier=classifier_settings,
         dfr=lambda wildcards: section(wildcards, "mitigation")["dfr"],
         seed=config["seed"],
         device=config["device"],

@@ -21,6 +21,6 @@ with job_log(snakemake.log[0]):
         snakemake.params.device,
         snakemake.params.checkpoint,
         method=w.method,
-        mitigation=snakemake.params.mitigation,
+        settings=snakemake.params.settings,
         threads=snakemake.threads,
     )

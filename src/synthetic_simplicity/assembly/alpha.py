@@ -119,8 +119,9 @@ def assemble_balanced(real: ImageSet, synthetic: ImageSet, per_cell: int, base_s
     if not 1 <= per_cell <= smallest:
         raise AssemblyError(
             f"mitigation.dfr.per_cell={per_cell} asks for {per_cell} held-out images per class x source cell, "
-            f"but the smallest cell of the held-out reserve has {smallest}; lower mitigation.dfr.per_cell or "
-            f"raise assembly.val_fraction")
+            f"but the smallest cell of the held-out reserve has {smallest}; lower mitigation.dfr.per_cell, or "
+            f"raise assembly.val_fraction (a real set with its own validation split, such as CAMUS, gives "
+            f"its real cells from that split)")
     m = _mix({cell: per_cell for cell in val}, val, run_seed, per_cell=per_cell,
              source="the validation reserve, balanced over class x source")
     m.attrs["counts"] = m.counts(real.class_names)

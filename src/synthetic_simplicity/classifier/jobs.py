@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..assembly.manifest import PooledImages, gather, read_manifest
 from ..core.atomic import write_csv
+from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, SPLITS, open_images, read_imageset
 from ..core.runtime import atomic_torch_save, job_runtime
 
@@ -48,13 +49,14 @@ def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: li
 
 def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_path: str, test_path: str,
                      model_path: str, predictions_path: str, architecture: str, cfg: dict, section: str, seed: int,
-                     device_name: str, checkpoint: str, method: str = "erm", mitigation: dict | None = None,
+                     device_name: str, checkpoint: str, method: str = "erm", settings: dict | None = None,
                      threads: int | None = None, progress: bool = True) -> pd.DataFrame:
     """One classifier on an alpha manifest; its validation manifest has the same alpha mix.
 
-    ``method`` is one of ``mitigation.objectives.METHODS`` other than dfr (``mitigation.jobs.train_dfr``),
-    trained with its settings from ``mitigation`` (the dataset's mitigation section); a method that is
-    undefined on this training set writes a model file with the reason and no predictions."""
+    ``cfg`` is the classifier section without its ``methods`` list (adding an arm must not change the
+    ERM runs). ``method`` is one of ``mitigation.objectives.METHODS`` other than dfr
+    (``mitigation.jobs.train_dfr``), trained with ``settings``, its entry of the mitigation section; a
+    method that is undefined on this training set writes a model file with the reason and no predictions."""
     from ..mitigation.objectives import build_objective
     from .training import predict, predictions_frame
 
@@ -63,11 +65,14 @@ def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_p
     train, val, test = read_manifest(train_path), read_manifest(val_path), read_manifest(test_path)
     log.info("%s (%s) on %d training images %s (validation %s), device %s, precision %s", architecture, method,
              len(train.label), train.attrs["counts"], val.attrs["counts"], device, precision)
+    methods_key = section + ".methods"
+    if method == "dfr":
+        raise PipelineError(f"method dfr refits the ERM model's head (rule train_dfr), it is not trained here "
+                            f"(config key '{methods_key}')")
     if method != "erm":
-        # The adversary's ramp spans the epoch budget, so for it a longer budget is a new run.
-        cfg = cfg | {"method": method, "mitigation": (mitigation or {}).get(method),
-                     "schedule_epochs": cfg["epochs"] if method == "adversarial" else None}
-    section_of = section.rsplit(".", 1)[0] + ".mitigation"
+        # The adversary's ramp spans the epoch budget, so with it a longer budget is a new run.
+        ramp = method == "adversarial" and settings["ramp"]
+        cfg = cfg | {"method": method, "mitigation": settings, "schedule_epochs": cfg["epochs"] if ramp else None}
 
     def predict_test(model):
         probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
@@ -81,14 +86,14 @@ def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_p
         if reason:
             return _skip(architecture, method, reason, model_path, predictions_path, test)
         model, history = train_two_stage(images, train.label, train.pool, (val_images, val.label, val.pool),
-                                         len(real.class_names), architecture, cfg, mitigation["two_stage"], seed,
+                                         len(real.class_names), architecture, cfg, settings, seed,
                                          device, precision, checkpoint, section, progress)
         return _save(model, history, real.class_names, train.attrs["counts"], architecture, model_path,
                      predictions_path, predict_test(model),
                      [stage_checkpoint(checkpoint, stage) for stage in ("synthetic", "real")])
 
     def make_objective(model):
-        return build_objective(method, mitigation, train.label, train.pool, model, cfg["epochs"], section_of)
+        return build_objective(method, settings, train.label, train.pool, model, cfg["epochs"], methods_key)
 
     return _train_predict_save(images, train.label, (val_images, val.label), real.class_names, train.attrs["counts"],
                                architecture, cfg, section, seed, device, precision, checkpoint, model_path,

@@ -229,6 +229,8 @@ def train_classifier(
         bar.set_postfix(shown)
         log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v}" for k, v in shown.items()))
     bar.close()
+    if objective is not None:
+        objective.close()
     history["epochs_run"] = epoch
     history["selected_epoch"] = history["best_epoch"] if selection == "best_val_loss" else epoch
     if selection == "best_val_loss":

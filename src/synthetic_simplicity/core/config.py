@@ -159,7 +159,8 @@ VARIANT_SAMPLER_KEYS = ("sampler", "sampling_steps", "guidance_scale", "clip_sam
 
 def _resolve_variants(section: dict, dataset: str) -> None:
     """Fill each variant's null keys from the diffusion, synthesis and classifier sections, and train
-    the generator to the largest budget any variant asks for (in place; a second call changes nothing)."""
+    the generator to the largest budget any variant asks for (in place; a second call changes nothing).
+    The method list must hold erm, the reference of every arm and the model DFR refits."""
     names = [v["name"] for v in section["variants"]]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

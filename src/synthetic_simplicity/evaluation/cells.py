@@ -79,15 +79,20 @@ def read_table(path) -> pd.DataFrame:
                        keep_default_na=False, na_values=[""])
 
 
-def t_interval(values: np.ndarray, ci: float) -> tuple[float, float, float, float]:
-    """(mean, sd, low, high) of accuracies over seeds: a Student-t interval clipped to [0, 1], where
-    accuracies live; NaN spread and interval from a single seed (no spread estimate, not 0)."""
+def t_interval(values: np.ndarray, ci: float, bounds: tuple[float, float] | None = (0.0, 1.0)
+               ) -> tuple[float, float, float, float]:
+    """(mean, sd, low, high) of values over seeds: a Student-t interval, clipped to ``bounds`` (accuracies
+    live in [0, 1]; None for differences of accuracies); NaN spread and interval from a single seed (no
+    spread estimate, not 0)."""
     v = np.asarray(values, dtype=float)
     n = len(v)
     mean = float(v.mean()) if n else math.nan
     sd = float(v.std(ddof=1)) if n > 1 else math.nan
     half = float(stats.t.ppf((1 + ci) / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else math.nan
-    return (mean, sd, *map(float, np.clip([mean - half, mean + half], 0.0, 1.0)))
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = np.clip([low, high], *bounds)
+    return mean, sd, float(low), float(high)
 
 
 def mismatched_cells(class_names: list[str], alpha: float) -> list[str]:

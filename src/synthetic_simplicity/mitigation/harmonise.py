@@ -59,8 +59,9 @@ def fit_harmonisation(real: np.ndarray, synthetic: np.ndarray, match: list[str])
                             "shape; the pools must share one image size to be harmonised")
     fit = {}
     if "spectrum" in match:
-        eps = 1e-6 * _mean_amplitude(real).max()
-        fit["gain"] = (_mean_amplitude(real) + eps) / (_mean_amplitude(synthetic) + eps)
+        real_amplitude = _mean_amplitude(real)
+        eps = 1e-6 * real_amplitude.max()
+        fit["gain"] = (real_amplitude + eps) / (_mean_amplitude(synthetic) + eps)
         synthetic = _apply_gain(synthetic, fit["gain"]).reshape(synthetic.shape)
     if "histogram" in match:
         fit["lut"] = _histogram_lut(real, synthetic)

@@ -26,9 +26,11 @@ def training_groups(label: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 class Objective:
     """The base: a random permutation per epoch and the mean loss (ERM itself trains without an
-    objective, exactly as before the arms existed); subclasses change one part."""
+    objective, exactly as before the arms existed); subclasses change one part. ``modules`` are extra
+    trained modules (the adversary head)."""
 
-    modules: dict[str, nn.Module] = {}
+    def __init__(self):
+        self.modules: dict[str, nn.Module] = {}
 
     def order(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randperm(n, generator=generator)
@@ -48,12 +50,16 @@ class Objective:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def close(self) -> None:
+        """Training is over: release anything attached to the model."""
+
 
 class GroupReweighting(Objective):
     """Every present group weighs the same in expectation: weight N / (G n_g) per image, either in the
     loss (``mode: loss``) or as sampling probabilities of each epoch's draw with replacement (``sample``)."""
 
     def __init__(self, groups: np.ndarray, mode: str):
+        super().__init__()
         present, counts = np.unique(groups, return_counts=True)
         per_group = dict(zip(present.tolist(), (len(groups) / (len(present) * counts)).tolist()))
         self.weights = torch.tensor([per_group[g] for g in groups.tolist()], dtype=torch.float32)
@@ -77,6 +83,7 @@ class GroupDro(Objective):
     q-weighted sum of group means. q is logged after every epoch (``history["group_weights"]``)."""
 
     def __init__(self, groups: np.ndarray, step_size: float):
+        super().__init__()
         self.present = np.unique(groups)
         self.groups = torch.as_tensor(np.searchsorted(self.present, groups))
         self.q = torch.full((len(self.present),), 1.0 / len(self.present))
@@ -120,17 +127,19 @@ class SourceAdversary(Objective):
     """A head predicts each image's source from the classifier's penultimate features through a gradient
     reversal layer (Ganin et al. 2016): the head learns the source, the features learn to hide it.
 
-    The reversal weight ramps as 2 / (1 + exp(-10 p)) - 1 over training progress p (Ganin's schedule)
-    when ``ramp`` is on, else it is ``weight`` throughout."""
+    The reversal weight ramps as weight x (2 / (1 + exp(-10 p)) - 1) over training progress p when
+    ``ramp`` is on (Ganin's schedule, with p counted in whole epochs: 0 in the first epoch, so the
+    head first learns the source), else it is ``weight`` throughout."""
 
     def __init__(self, sources: np.ndarray, model: nn.Module, epochs: int, weight: float, hidden: int, ramp: bool):
+        super().__init__()
         self.sources = torch.as_tensor(np.asarray(sources, np.int64))
         head = head_of(model)
         self.adversary = nn.Sequential(nn.Linear(head.in_features, hidden), nn.ReLU(), nn.Linear(hidden, 2))
         self.modules = {"adversary": self.adversary}
         self.weight, self.ramp, self.epochs = weight, ramp, epochs
         self.epoch, self._features = 0, None
-        head.register_forward_hook(self._capture)
+        self._hook = head.register_forward_hook(self._capture)
         self._correct = self._seen = 0
 
     def _capture(self, module, inputs, output):
@@ -162,33 +171,38 @@ class SourceAdversary(Objective):
     def load_state_dict(self, state):
         self.epoch = state["epoch"]
 
+    def close(self):
+        self._hook.remove()
+        self._features = None
+
 
 class FingerprintAugmentation(Objective):
     """Every training image goes through ``augment.fingerprint_augment`` (noise, blur, contrast,
     re-quantisation), so pixel-level traces of a generator stop being reliable."""
 
     def __init__(self, cfg: dict):
+        super().__init__()
         self.cfg = cfg
 
     def transform(self, x, generator):
         return fingerprint_augment(x, generator, self.cfg)
 
 
-def build_objective(method: str, mitigation: dict, label: np.ndarray, source: np.ndarray, model: nn.Module,
-                    epochs: int, section: str):
+def build_objective(method: str, settings: dict | None, label: np.ndarray, source: np.ndarray, model: nn.Module,
+                    epochs: int, key: str):
     """The objective of a method trained by ``train_classifier``; None for the methods that train plain
-    ERM on other data (harmonise, two_stage) or only retrain a head (dfr; see ``mitigation.dfr``).
-    ``mitigation`` is the dataset's mitigation section; ``section`` names it in messages."""
-    if method in ("erm", "harmonise", "two_stage", "dfr"):
+    ERM, on other data for harmonise and two_stage. ``settings``: the method's entry of the dataset's
+    mitigation section; ``key`` names the config key of the method list in messages. dfr only refits a
+    head (``mitigation.dfr``) and has no objective."""
+    if method in ("erm", "harmonise", "two_stage"):
         return None
     if method == "reweight":
-        return GroupReweighting(training_groups(label, source), mitigation["reweight"]["mode"])
+        return GroupReweighting(training_groups(label, source), settings["mode"])
     if method == "groupdro":
-        return GroupDro(training_groups(label, source), mitigation["groupdro"]["step_size"])
+        return GroupDro(training_groups(label, source), settings["step_size"])
     if method == "adversarial":
-        cfg = mitigation["adversarial"]
-        return SourceAdversary(source, model, epochs, cfg["weight"], cfg["hidden"], cfg["ramp"])
+        return SourceAdversary(source, model, epochs, settings["weight"], settings["hidden"], settings["ramp"])
     if method == "augment":
-        return FingerprintAugmentation(mitigation["augment"])
-    raise PipelineError(f"method {method!r} has no training objective (config key '{section}.methods'; "
-                        f"choose from {METHODS})")
+        return FingerprintAugmentation(settings)
+    raise PipelineError(f"method {method!r} is not trained by train_classifier (config key '{key}'; dfr "
+                        f"refits ERM's head in train_dfr; methods: {METHODS})")

@@ -32,12 +32,12 @@ def _known(values: list) -> np.ndarray:
     return np.asarray([x for x in values if x is not None and not np.isnan(x)], dtype=float)
 
 
-def _interval(values: list, ci: float) -> list[float]:
+def _interval(values: list, ci: float, bounds: tuple | None = (0.0, 1.0)) -> list[float]:
     """[mean, low, high] over seeds; NaN when no seed has a value (a skipped arm)."""
     v = _known(values)
     if not len(v):
         return [np.nan] * 3
-    mean, _, low, high = t_interval(v, ci)
+    mean, _, low, high = t_interval(v, ci, bounds)
     return [mean, low, high]
 
 
@@ -69,7 +69,10 @@ def mitigation_summary(records: list[dict], ci: float, methods: list[str] | None
                     base = (dataset, variant, arch, alpha, r["seed"])
                     if base in erm.index and r.get(metric) is not None and erm.loc[base, metric] is not None:
                         deltas.append(float(r[metric]) - float(erm.loc[base, metric]))
-                row += _interval(deltas, ci)
-            row.append(LIMITS.get(method, "") if alpha in (0.0, 1.0) else "")
+                row += _interval(deltas, ci, bounds=None)  # a difference may be negative
+            if row[5] == 0:  # no seed has metrics: the arm was skipped (its training logs say why)
+                row.append(LIMITS["two_stage"] if method == "two_stage" else "no run has metrics (see its log)")
+            else:
+                row.append(LIMITS.get(method, "") if alpha in (0.0, 1.0) else "")
             rows.append(row)
     return pd.DataFrame(rows, columns=_columns())
