@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from ..evaluation.cells import CELL_SEP, SOURCE_NAMES
-from .common import caption, save_figure
+from .common import caption, in_given_order, percent_line, save_figure
 
 # Colour encodes source, line style/marker encode class, so a cell is readable in greyscale too.
 SOURCE_COLOURS = {"real": "#0072B2", "synthetic": "#D55E00"}  # Okabe-Ito, colour-blind safe
@@ -47,7 +46,7 @@ def plot_alpha(table: pd.DataFrame, path, title: str, ci_label: str,
     classes = list(class_names) if class_names else list(dict.fromkeys(_split_cell(c)[0] for c in cells["cell"]))
     row_titles = row_titles or {}
     present = list(dict.fromkeys(zip(cells["dataset"], cells["variant"])))
-    rows = [r for r in row_titles if r in present] + [r for r in present if r not in row_titles]
+    rows = in_given_order(row_titles, present)
     archs = sorted(cells["architecture"].unique())
     alphas = sorted(cells["alpha"].unique())
     with sns.axes_style("whitegrid"):
@@ -66,16 +65,9 @@ def plot_alpha(table: pd.DataFrame, path, title: str, ci_label: str,
                     SOURCE_NAMES.index(_split_cell(c)[1]) if _split_cell(c)[1] in SOURCE_NAMES else 2, c)):
                 cls, src = _split_cell(cell)
                 k = classes.index(cls) if cls in classes else len(classes)
-                colour = SOURCE_COLOURS.get(src, "0.4")
-                d = sub[sub["cell"] == cell].sort_values("alpha")
-                x = d["alpha"].to_numpy(float)
-                ax.plot(x, 100 * d["mean"].to_numpy(float), color=colour,
-                        linestyle=CLASS_STYLES[k % len(CLASS_STYLES)], marker=CLASS_MARKERS[k % len(CLASS_MARKERS)],
-                        label=f"{cls} · {src}")
-                lo, hi = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
-                ok = ~(np.isnan(lo) | np.isnan(hi))
-                if ok.any():  # single-seed points have no interval; draw bands only where one exists
-                    ax.fill_between(x, 100 * lo, 100 * hi, where=ok, color=colour, alpha=0.15, linewidth=0)
+                percent_line(ax, sub[sub["cell"] == cell].sort_values("alpha"), SOURCE_COLOURS.get(src, "0.4"), 0.15,
+                             linestyle=CLASS_STYLES[k % len(CLASS_STYLES)],
+                             marker=CLASS_MARKERS[k % len(CLASS_MARKERS)], label=f"{cls} · {src}")
             ax.set_xticks(alphas)
             ax.set_xticklabels([f"{a:g}" for a in alphas])
             ax.set_ylim(0, 100)

@@ -19,6 +19,24 @@ def save_figure(fig, path) -> None:
         plt.close(fig)
 
 
+def in_given_order(given, present: list) -> list:
+    """The ``present`` keys, those named in ``given`` first and in its order (the config's)."""
+    return [p for p in given if p in present] + [p for p in present if p not in given]
+
+
+def percent_line(ax, d, colour, band_alpha: float, **style) -> None:
+    """``d``'s mean against alpha in %, with its interval as a band where one exists (single-seed
+    points have none)."""
+    import numpy as np
+
+    x = d["alpha"].to_numpy(float)
+    ax.plot(x, 100 * d["mean"].to_numpy(float), color=colour, **style)
+    lo, hi = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
+    ok = ~(np.isnan(lo) | np.isnan(hi))
+    if ok.any():
+        ax.fill_between(x, 100 * lo, 100 * hi, where=ok, color=colour, alpha=band_alpha, linewidth=0)
+
+
 def caption(fig, text: str) -> None:
     """Wrapped text below the figure area; bbox_inches="tight" in save_figure extends the canvas to it."""
     width = max(60, int(fig.get_figwidth() * 13))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from .alpha import ALPHA_LABEL
-from .common import caption, save_figure
+from .common import caption, in_given_order, percent_line, save_figure
 
 ROWS = {"acc_wg": "Worst-cell accuracy (%)", "acc_mismatched": "Mismatched-cell accuracy (%)",
         "acc_real": "Real-image accuracy (%)"}
@@ -33,8 +32,7 @@ def plot_mitigation(table: pd.DataFrame, path, title: str, ci_label: str, method
     if rows.empty:
         raise ValueError("plot_mitigation: the table has none of the metrics " + ", ".join(ROWS))
     panel_titles = panel_titles or {}
-    present = list(dict.fromkeys(zip(rows["variant"], rows["architecture"])))
-    panels = [p for p in panel_titles if p in present] + [p for p in present if p not in panel_titles]
+    panels = in_given_order(panel_titles, list(dict.fromkeys(zip(rows["variant"], rows["architecture"]))))
     alphas = sorted(rows["alpha"].unique())
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(len(ROWS), len(panels), figsize=(4.2 * len(panels) + 2.0, 3.0 * len(ROWS) + 1.0),
@@ -44,15 +42,9 @@ def plot_mitigation(table: pd.DataFrame, path, title: str, ci_label: str, method
             ax = axes[i, j]
             sub = rows[(rows["variant"] == variant) & (rows["architecture"] == arch) & (rows["metric"] == metric)]
             for method in [m for m in methods if m in set(sub["method"])]:
-                d = sub[sub["method"] == method].sort_values("alpha")
-                x, y = d["alpha"].to_numpy(float), 100 * d["mean"].to_numpy(float)
-                colour = METHOD_COLOURS.get(method, "0.5")
-                ax.plot(x, y, color=colour, marker=METHOD_MARKERS.get(method, "o"), label=method,
-                        linewidth=2.2 if method == "erm" else 1.4)
-                lo, hi = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
-                ok = ~(np.isnan(lo) | np.isnan(hi))
-                if ok.any():
-                    ax.fill_between(x, 100 * lo, 100 * hi, where=ok, color=colour, alpha=0.08, linewidth=0)
+                percent_line(ax, sub[sub["method"] == method].sort_values("alpha"), METHOD_COLOURS.get(method, "0.5"),
+                             0.08, marker=METHOD_MARKERS.get(method, "o"), label=method,
+                             linewidth=2.2 if method == "erm" else 1.4)
             ax.set_xticks(alphas)
             ax.set_xticklabels([f"{a:g}" for a in alphas])
             ax.set_ylim(0, 100)
