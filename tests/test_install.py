@@ -132,7 +132,7 @@ def test_rules_have_log_and_existing_conda_env():
         env = (path.parent / yaml.safe_load(conda)).resolve()
         assert env in envs, f"rule {rule}: conda env {conda} is not one of envs/*.yaml"
     torch_rules = {r for r, (p, b) in blocks.items() if "torch.yaml" in directive(b, "conda")}
-    assert torch_rules == {"train_diffusion", "sample_synthetic", "train_classifier", "sample_replicas",
+    assert torch_rules == {"train_diffusion", "sample_synthetic", "train_classifier", "train_dfr", "sample_replicas",
                            "task_reference", "detectability", "detectability_replicas",
                            "train_supplementation"}
     # The SLURM profile restates every GPU rule, so a site sets partition/model for all of them in one place.

@@ -281,7 +281,7 @@ def test_tiny_metrics_match_test_manifest(tiny):
         n_real = int(((real.split == SPLITS["test"]) & (real.label == k)).sum())
         assert expected[f"count_cell:{name}·real"] == n_real
         assert expected[f"count_cell:{name}·synthetic"] == n_real
-    dirs = [d for d in run_dirs(workdir, cfg) if d.parts[-4] == "main"]
+    dirs = [d for d in run_dirs(workdir, cfg) if d.parts[-5] == "main"]
     assert len(dirs) == 6
     for d in dirs:
         record = json.loads((d / "metrics.json").read_text())
@@ -306,8 +306,8 @@ def test_tiny_rule_logs(tiny):
             for s in m["classifier"]["seeds"]:
                 logs.append(f"assembly/mnist_{name}_alpha{alpha_tag(a)}_seed{s}.log")
                 for arch in v["architectures"]:
-                    logs += [f"classifier/mnist_{name}_{arch}_alpha{alpha_tag(a)}_seed{s}.log",
-                             f"evaluation/mnist_{name}_{arch}_alpha{alpha_tag(a)}_seed{s}.log"]
+                    logs += [f"classifier/mnist_{name}_erm_{arch}_alpha{alpha_tag(a)}_seed{s}.log",
+                             f"evaluation/mnist_{name}_erm_{arch}_alpha{alpha_tag(a)}_seed{s}.log"]
     missing = [p for p in logs if not (workdir / "logs" / p).is_file()]
     assert not missing, f"missing logs: {missing}"
     on_disk = {str(p.relative_to(workdir / "logs")) for p in (workdir / "logs").rglob("*.log")}

@@ -36,13 +36,14 @@ rule train_dfr:
         "logs/mitigation/{dataset}_{variant}_dfr_{arch}_alpha{alpha}_seed{seed}.log",
     benchmark:
         "results/benchmarks/mitigation/{dataset}_{variant}_dfr_{arch}_alpha{alpha}_seed{seed}.tsv"
+    retries: 2  # a killed attempt refits from the ERM model again (seconds)
     conda:
         "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,
-        mem_mb=3000,
-        runtime=20,
+        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     params:
         classifier=classifier_settings,
         dfr=lambda wildcards: section(wildcards, "mitigation")["dfr"],
