@@ -19,7 +19,7 @@ from ..core.runtime import atomic_torch_save, job_runtime
 log = logging.getLogger(__name__)
 
 
-def _save(model, history: dict, class_names: list[str], counts: dict, architecture: str, model_path: str,
+def save_run(model, history: dict, class_names: list[str], counts: dict, architecture: str, model_path: str,
           predictions_path: str, frame: pd.DataFrame, checkpoints: list[str], **extra) -> pd.DataFrame:
     """Write model and predictions; the checkpoints go last (model.pt supersedes them)."""
     atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(), "class_names": class_names,
@@ -40,7 +40,7 @@ def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: li
     model, history = train_classifier(images, targets, len(class_names), architecture, cfg, seed, device,
                                       precision, checkpoint, val=val, section=section, progress=progress,
                                       make_objective=make_objective)
-    return _save(model, history, class_names, counts, architecture, model_path, predictions_path, predict(model),
+    return save_run(model, history, class_names, counts, architecture, model_path, predictions_path, predict(model),
                  [checkpoint])
 
 
@@ -88,7 +88,7 @@ def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_p
         model, history = train_two_stage(images, train.label, train.pool, (val_images, val.label, val.pool),
                                          len(real.class_names), architecture, cfg, settings, seed,
                                          device, precision, checkpoint, section, progress)
-        return _save(model, history, real.class_names, train.attrs["counts"], architecture, model_path,
+        return save_run(model, history, real.class_names, train.attrs["counts"], architecture, model_path,
                      predictions_path, predict_test(model),
                      [stage_checkpoint(checkpoint, stage) for stage in ("synthetic", "real")])
 

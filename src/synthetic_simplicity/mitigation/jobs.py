@@ -39,9 +39,10 @@ def train_dfr(erm_model_path: str, real_path: str, synthetic_path: str, balanced
     import numpy as np
 
     from ..assembly.manifest import gather, read_manifest
+    from ..classifier.jobs import save_run
     from ..classifier.models import build_classifier
     from ..classifier.training import predict, predictions_frame
-    from ..core.runtime import atomic_torch_save, images_to_tensor, job_runtime, load_torch
+    from ..core.runtime import images_to_tensor, job_runtime, load_torch
     from .dfr import retrain_last_layer
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
@@ -55,10 +56,8 @@ def train_dfr(erm_model_path: str, real_path: str, synthetic_path: str, balanced
     info = retrain_last_layer(model, images, balanced.label, dfr_cfg, cfg["batch_size"] * 4, device, precision)
     probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
     frame = predictions_frame(test.pool, test.index, test.label, probs)
-    atomic_torch_save({"architecture": erm["architecture"], "state_dict": model.state_dict(),
-                       "class_names": real.class_names, "train_counts": erm["train_counts"],
-                       "history": erm["history"], "dfr": info | {"counts": balanced.attrs["counts"]}}, model_path)
-    write_csv(predictions_path, frame)
+    save_run(model, erm["history"], real.class_names, erm["train_counts"], erm["architecture"], model_path,
+             predictions_path, frame, [], dfr=info | {"counts": balanced.attrs["counts"]})
     log.info("DFR test accuracy %.3f on %d images", float(np.mean(frame["pred"] == frame["label"])), len(frame))
     return frame
 
