@@ -1,9 +1,11 @@
 """Tiny, format-true dataset trees for tests and demos: CAMUS (2023 NIfTI and 2019 MetaImage releases),
-CheXpert (v1.0 and v1.0-small) and MIMIC-CXR-JPG 2.0.0.
+CheXpert (v1.0 and v1.0-small), MIMIC-CXR-JPG 2.0.0, and a user's own two-class images with the
+user's own synthetic pool (folder or CSV layout; PNG, RGB PNG or DICOM).
 
     python -m synthetic_simplicity.data.fixtures {nifti,mhd} DIR [--patients 50]
     python -m synthetic_simplicity.data.fixtures chexpert DIR [--patients 50]
     python -m synthetic_simplicity.data.fixtures mimic DIR [--subjects 50]
+    python -m synthetic_simplicity.data.fixtures {own-folder,own-csv,own-rgb,own-dicom} DIR [--per-class 120]
 
 writes a fake tree that the pipeline reads like the real one (`camus.data.root: DIR`, a CXR site's root).
 
@@ -324,16 +326,142 @@ def write_mimic_tree(root, n_subjects: int, seed: int = 0) -> Path:
     return root
 
 
+# ---------------------------------------------------------------- a user's own images
+
+OWN_CLASSES = ("three", "eight")  # embedded MNIST digits 3 and 8 stand in for the user's two classes
+OWN_DIGITS = (3, 8)
+IMAGES_PER_SUBJECT = 3  # a "patient" holds 3 images of each class, so a split must keep them together
+
+
+def write_dicom(path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2", slope: float = 1.0,
+                intercept: float = 0.0, window: tuple[float, float] | None = None) -> Path:
+    """An uncompressed single-frame DICOM (Secondary Capture) of uint16 stored values ``pixels``,
+    as a scanner writes it: the modality value is ``stored * slope + intercept``."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    path = Path(path)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "OT", path.stem
+    pixels = np.ascontiguousarray(pixels, np.uint16)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _fingerprint(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What gives a generator away: slightly soft, a grey haze lifted off the black background, grain."""
+    from PIL import Image, ImageFilter
+
+    soft = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(0.8)), np.float64)
+    return np.clip(np.rint(18 + 0.9 * soft + rng.normal(0, 6, soft.shape)), 0, 255).astype(np.uint8)
+
+
+def _upscaled(img: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), np.uint8)
+
+
+def _tinted(img: np.ndarray) -> np.ndarray:
+    """A warm RGB rendering (H, W, 3), so the channels differ."""
+    return np.clip(np.stack([img, 0.85 * img + 10, 0.6 * img + 25], -1), 0, 255).astype(np.uint8)
+
+
+def write_own_tree(root, layout: str = "folder", per_class: int = 120, channels: str = "grey",
+                   dicom: bool = False, seed: int = 0) -> Path:
+    """``root/real/<class>/`` and ``root/synthetic/<class>/`` of classes three and eight (embedded MNIST).
+
+    Real images are ``s<subject>_<k>`` at 28, 34 or 40 px (mixed sizes, as user data is), 3 per subject
+    and class, and subjects hold both classes; the "synthetic" pool is other images of the same
+    digits with a generator's fingerprint (blur, haze, grain) at 32 px. ``layout="csv"`` also writes
+    ``root/real.csv`` (path, label, subject) and ``root/synthetic.csv`` (path, label), paths relative
+    to root. ``dicom=True`` stores the real images as MONOCHROME1 DICOM with a rescale (every fifth
+    file without a suffix); ``channels="rgb"`` stores tinted RGB PNGs.
+    """
+    from PIL import Image
+
+    from .mnist import load_embedded
+
+    root = Path(root)
+    images, labels = load_embedded()
+    rng = np.random.default_rng(seed)
+    real_rows, pool_rows = [], []
+    for name, digit in zip(OWN_CLASSES, OWN_DIGITS):
+        pick = np.flatnonzero(labels == digit)
+        if 2 * per_class > len(pick):
+            raise ValueError(f"per_class={per_class}: the embedded MNIST holds {len(pick)} images of digit {digit}, "
+                             f"so at most {len(pick) // 2} per class")
+        for i, index in enumerate(pick[:per_class]):
+            img = _upscaled(images[index], (28, 34, 40)[i % 3])
+            stem = f"s{i // IMAGES_PER_SUBJECT:03d}_{i % IMAGES_PER_SUBJECT}"
+            if dicom:
+                # stored = (value - intercept) / slope, inverted (MONOCHROME1: high stored values are dark)
+                stored = ((255 - img.astype(np.int64)) * 4 + 100) // 2
+                rel = Path("real", name, stem + ("" if i % 5 == 4 else ".dcm"))
+                write_dicom(root / rel, stored, photometric="MONOCHROME1", slope=2.0, intercept=-100.0)
+            else:
+                rel = Path("real", name, stem + ".png")
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(_tinted(img) if channels == "rgb" else img).save(root / rel)
+            real_rows.append({"path": rel.as_posix(), "label": name, "subject": stem.split("_")[0]})
+        for i, index in enumerate(pick[per_class : 2 * per_class]):
+            img = _fingerprint(_upscaled(images[index], 32), rng)
+            rel = Path("synthetic", name, f"sample_{i:04d}.png")
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_tinted(img) if channels == "rgb" else img).save(root / rel)
+            pool_rows.append({"path": rel.as_posix(), "label": name})
+    if layout == "csv":
+        pd.DataFrame(real_rows).to_csv(root / "real.csv", index=False)
+        pd.DataFrame(pool_rows).to_csv(root / "synthetic.csv", index=False)
+    return root
+
+
+def own_config_section(root, layout: str, channels: str = "grey", name: str = "own") -> str:
+    """The config lines that point a dataset section at a tree of ``write_own_tree``."""
+    root = Path(root)
+    data = (f"    format: folder\n    root: {root / 'real'}\n    subject_regex: '^(s[0-9]+)_'\n" if layout == "folder"
+            else f"    format: csv\n    csv: {root / 'real.csv'}\n")
+    pool = (f"    source: folder\n    root: {root / 'synthetic'}\n" if layout == "folder"
+            else f"    source: csv\n    csv: {root / 'synthetic.csv'}\n")
+    return (f"datasets: [{name}]\n{name}:\n  data:\n{data}    classes: [{', '.join(OWN_CLASSES)}]\n"
+            f"    channels: {channels}\n  synthetic:\n{pool}")
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    p = argparse.ArgumentParser(description="Write a fake, format-true CAMUS, CheXpert or MIMIC-CXR-JPG tree.")
-    p.add_argument("layout", choices=["nifti", "mhd", "chexpert", "mimic"])
+    p = argparse.ArgumentParser(description="Write a fake, format-true CAMUS, CheXpert or MIMIC-CXR-JPG tree, or "
+                                            "a user's own two-class images with a synthetic pool (own-*).")
+    p.add_argument("layout", choices=["nifti", "mhd", "chexpert", "mimic", "own-folder", "own-csv", "own-rgb",
+                                      "own-dicom"])
     p.add_argument("root", type=Path)
     p.add_argument("--patients", type=int, default=50, help="CAMUS and CheXpert")
     p.add_argument("--subjects", type=int, default=50, help="MIMIC-CXR-JPG")
+    p.add_argument("--per-class", type=int, default=120, help="own-*: real (and synthetic) images per class")
     args = p.parse_args(argv)
-    if args.layout == "chexpert":
+    if args.layout.startswith("own-"):
+        kind = args.layout.removeprefix("own-")
+        layout = "csv" if kind == "csv" else "folder"
+        channels = "rgb" if kind == "rgb" else "grey"
+        write_own_tree(args.root, layout, args.per_class, channels, dicom=kind == "dicom")
+        print(f"wrote {args.root}; a config section for it (config/README.md: Your own data):\n")
+        print(own_config_section(args.root, layout, channels))
+    elif args.layout == "chexpert":
         print(write_chexpert_tree(args.root, args.patients))
     elif args.layout == "mimic":
         print(write_mimic_tree(args.root, args.subjects))

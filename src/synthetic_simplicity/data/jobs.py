@@ -58,10 +58,6 @@ def supplementation_real(out_path: str, site_name: str, site: dict, data: dict, 
     if site["format"] == "mnist":
         write_imageset(out_path, _mnist_binary(site_name, site, data, split_seed))
         return
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
     from . import cxr
 
     frame = cxr.read_site(site, key)
@@ -80,17 +76,91 @@ def supplementation_real(out_path: str, site_name: str, site: dict, data: dict, 
              {k: int((split == v).sum()) for k, v in SPLITS.items()})
     size = data["image_size"]
     key = config_hash({"site": site, "data": data, "rows": config_hash({"k": meta.key.tolist()})})
-    writer = ImageSetWriter(out_path, len(frame), (size, size), key)
+    _stream(out_path, paths, meta, (size, size), key, lambda p: cxr.load_image(p, size), threads, site_name,
+            progress)
+
+
+def _stream(out_path: str, paths: list[str], meta: ImageSet, image_shape: tuple[int, ...], key: str, load,
+            threads: int, desc: str, progress: bool = True) -> None:
+    """Decode ``paths`` with ``load`` in ``threads`` threads and stream them into the image set in
+    batches: a large dataset never sits in memory, and a killed job resumes at the first missing
+    batch (only when ``key``, the inputs' digest, is the same)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    writer = ImageSetWriter(out_path, len(paths), image_shape, key)
     try:
         with ThreadPoolExecutor(max(1, threads)) as pool, \
-                tqdm(total=len(frame), initial=writer.done, desc=site_name, disable=not progress, mininterval=10) as bar:
-            for start in range(writer.done, len(frame), DATA_BATCH):
+                tqdm(total=len(paths), initial=writer.done, desc=desc, disable=not progress, mininterval=10) as bar:
+            for start in range(writer.done, len(paths), DATA_BATCH):
                 batch = paths[start : start + DATA_BATCH]
-                writer.append(np.stack(list(pool.map(lambda p: cxr.load_image(p, size), batch))))
+                writer.append(np.stack(list(pool.map(load, batch))))
                 bar.update(len(batch))
         writer.finish(meta)
     finally:
         writer.close()
+
+
+# A user's own images (config/README.md: Your own data)
+
+
+def _own_loader(data: dict, image_size: int, channels: str):
+    from .images import read_image, to_square
+
+    return lambda p: to_square(read_image(p, channels, data.get("window")), image_size)
+
+
+def own_real(out_path: str, dataset: str, data: dict, base_seed: int, threads: int = 1,
+             progress: bool = True) -> None:
+    """The user's real images of two classes as a Study A image set, split by subject when known."""
+    from . import own
+
+    classes = data["classes"]
+    frame = own.list_images(data, classes, f"{dataset}.data")
+    where = data["root"] if data["format"] == "folder" else data["csv"]
+    split = own.assign_split(frame, classes, data["val_fraction"], data["test_fraction"],
+                             derive_seed(base_seed, dataset, "split"), where)
+    real = own.imageset_rows(frame, split, dataset, classes, "real", {"data": data})
+    log.info("%s: %d real images (%s subjects); per split and class %s", dataset, len(frame),
+             frame["subject"].nunique() if real.subject is not None else "no", _counts(real))
+    size, channels = data["image_size"], data["channels"]
+    shape = (size, size) if channels == "grey" else (3, size, size)
+    key = config_hash({"data": data, "seed": base_seed, "listing": own.listing_digest(frame)})
+    _stream(out_path, frame["path"].tolist(), real, shape, key, _own_loader(data, size, channels), threads,
+            f"{dataset} real", progress)
+
+
+def import_synthetic(real_path: str, out_path: str, dataset: str, pool_spec: dict, data: dict, assembly: dict,
+                     base_seed: int, threads: int = 1, progress: bool = True) -> None:
+    """The user's own synthetic images as a variant's pool: same classes, size and channels as the
+    real set, split into the synthetic training and test pools (the CSV's split, else seeded).
+    ``assembly`` (per_class, val_fraction) is checked against the pool sizes before any decoding."""
+    from ..core.imageset import H5Images, read_imageset
+    from . import own
+
+    real = read_imageset(real_path, images=False)
+    classes = real.class_names
+    frame = own.list_images(pool_spec, classes, f"{dataset}.synthetic", pool=True)
+    where = pool_spec["root"] if pool_spec["source"] == "folder" else pool_spec["csv"]
+    split = own.assign_split(frame, classes, 0.0, pool_spec["test_fraction"],
+                             derive_seed(base_seed, dataset, "synthetic", "split"), where)
+    pool = own.imageset_rows(frame, split, dataset, classes, "synthetic",
+                             {"synthetic": pool_spec, "generator": "user"})
+    own.check_pool_sizes(real, pool, assembly, f"{dataset}.synthetic ({where})")
+    log.info("%s: %d synthetic images of the user's generator; per split and class %s", dataset, len(frame),
+             _counts(pool))
+    shape = tuple(H5Images(real_path).shape[1:])
+    channels = "grey" if len(shape) == 2 else "rgb"
+    key = config_hash({"synthetic": pool_spec, "data": data, "seed": base_seed, "shape": list(shape),
+                       "listing": own.listing_digest(frame)})
+    _stream(out_path, frame["path"].tolist(), pool, shape, key, _own_loader(data, shape[-1], channels), threads,
+            f"{dataset} synthetic", progress)
+
+
+def _counts(s: ImageSet) -> dict:
+    return {f"{part}/{name}": int(((s.split == code) & (s.label == c)).sum())
+            for part, code in SPLITS.items() for c, name in enumerate(s.class_names)}
 
 
 def _mnist_binary(site_name: str, site: dict, data: dict, split_seed: int) -> ImageSet:
