@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from synthetic_simplicity.core.config import validate_config
-from synthetic_simplicity.data.fixtures import write_chexpert_tree, write_mimic_tree, write_nifti_tree
+from synthetic_simplicity.core.config import pool_datasets, validate_config
+from synthetic_simplicity.data.fixtures import write_chexpert_tree, write_mimic_tree, write_nifti_tree, write_own_tree
 from test_workflow import DEFAULT_CONFIG, REPO, check, job_stats, snakemake
 
 PRESETS = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
@@ -16,15 +16,25 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory) -> str:
-    """A config file pointing every registration-only root at a fixture tree in the real layout."""
+def data_roots(tmp_path_factory) -> dict:
+    """Config sections pointing every registration-only root, and the own-data example's folders,
+    at fixture trees in the real layout."""
     data = tmp_path_factory.mktemp("preset_data")
     camus = write_nifti_tree(data / "camus", 5)
     chexpert = write_chexpert_tree(data / "chexpert", 12)
     mimic = write_mimic_tree(data / "mimic", 10)
-    path = data / "roots.yaml"
-    path.write_text(yaml.safe_dump({"camus": {"data": {"root": str(camus)}}, "chexpert": {"sites": {
-        "chexpert": {"format": "chexpert", "root": str(chexpert)}, "mimic": {"format": "mimic", "root": str(mimic)}}}}))
+    own = write_own_tree(data / "own_example", per_class=60)
+    return {"camus": {"data": {"root": str(camus)}}, "chexpert": {"sites": {
+        "chexpert": {"format": "chexpert", "root": str(chexpert)}, "mimic": {"format": "mimic", "root": str(mimic)}}},
+        "own_example": {"data": {"root": str(own / "real")}, "synthetic": {"root": str(own / "synthetic")}}}
+
+
+@pytest.fixture
+def roots(data_roots, tmp_path, request) -> str:
+    """The roots a preset's sections need, as a config file (a user section only where the preset has it)."""
+    preset = yaml.safe_load((REPO / "config" / request.node.callspec.params["name"]).read_text())
+    path = tmp_path / "roots.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in data_roots.items() if k in ("camus", "chexpert") or k in preset}))
     return str(path)
 
 
@@ -45,7 +55,9 @@ def test_every_preset_plans_its_figures(tmp_path, roots, name):
         assert f"results/figures/{dataset}_alpha.pdf" in out, name
     for study in cfg["supplementation"]:
         assert f"results/figures/{study}_supplementation.pdf" in out, name
-    assert stats.get("train_diffusion") == len(cfg["datasets"]) + len(cfg["supplementation"])
+    generated = [d for d in cfg["datasets"] if d not in pool_datasets(cfg)]
+    assert stats.get("train_diffusion") == (len(generated) + len(cfg["supplementation"]) or None)
+    assert stats.get("import_synthetic") == (len(cfg["datasets"]) - len(generated) or None)
     assert not (tmp_path / "results").exists()
 
 

@@ -1,7 +1,13 @@
 # Config validation, wildcard constraints, input functions and target lists.
 from pathlib import Path
 
-from synthetic_simplicity.core.config import validate_config, variant_synthesis
+from synthetic_simplicity.core.config import (
+    own_datasets,
+    pool_datasets,
+    study_a_datasets,
+    validate_config,
+    variant_synthesis,
+)
 from synthetic_simplicity.core.errors import PipelineError
 from synthetic_simplicity.core.joblog import stop_workflow
 from synthetic_simplicity.mitigation.objectives import METHODS
@@ -14,6 +20,12 @@ except PipelineError as error:
     stop_workflow(error)
 config.clear()
 config.update(_validated)
+
+
+def names_pattern(names):
+    """A wildcard pattern matching exactly these names (the schema allows only [A-Za-z0-9_]);
+    with no names it matches nothing, so the rule never enters the DAG."""
+    return "|".join(names) or "(?!x)x"
 
 
 # Cheap jobs run on the submit host on a cluster instead of waiting in the queue.
@@ -35,7 +47,7 @@ localrules:
 
 
 wildcard_constraints:
-    dataset="mnist|camus|chexpert|mnist_demo",
+    dataset=names_pattern(study_a_datasets(config) + ["chexpert", "mnist_demo"]),
     variant=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     method="|".join(METHODS),
     study="chexpert|mnist_demo",
@@ -135,6 +147,29 @@ def camus_root(wildcards):
     except PipelineError as error:
         stop_workflow(error)
     return []
+
+
+def own_listing(wildcards):
+    """The user's real images, listed and checked while the DAG is built (a missing class folder or
+    unknown label stops the run before any job); the digest re-runs the job when an image changes."""
+    return _listing(wildcards.dataset, "data")
+
+
+def own_pool_listing(wildcards):
+    return _listing(wildcards.dataset, "synthetic")
+
+
+def _listing(dataset, part):
+    from synthetic_simplicity.data.own import list_images, listing_digest
+
+    spec = config[dataset][part]
+    try:
+        frame = list_images(
+            spec, config[dataset]["data"]["classes"], f"{dataset}.{part}", part != "data"
+        )
+    except PipelineError as error:
+        stop_workflow(error)
+    return listing_digest(frame)
 
 
 def site_root(wildcards):

@@ -39,6 +39,28 @@ rule camus_real:
         "../scripts/camus_real.py"
 
 
+# A Study A dataset of the user's own images: folder or CSV, split by subject when known.
+rule own_real:
+    output:
+        real="results/{dataset}/real.h5",
+    log:
+        "logs/data/{dataset}_real.log",
+    conda:
+        "../../envs/analysis.yaml"
+    wildcard_constraints:
+        dataset=names_pattern(own_datasets(config)),
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        data=lambda wildcards: config[wildcards.dataset]["data"],
+        listing=own_listing,
+        seed=config["seed"],
+    script:
+        "../scripts/own_real.py"
+
+
 # Study B: each site's real images with 14 findings and 22-number conditions, split by patient.
 rule supplementation_real:
     input:

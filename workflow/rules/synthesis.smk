@@ -9,6 +9,10 @@ rule sample_synthetic:
         synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
     log:
         "logs/synthesis/{dataset}_{variant}.log",
+    wildcard_constraints:
+        dataset=names_pattern(
+            [d for d in study_a_datasets(config) if d not in pool_datasets(config)]
+        ),
     benchmark:
         "results/benchmarks/synthesis/{dataset}_{variant}.tsv"
     retries: 2  # a killed attempt keeps its finished batches and samples only the rest
@@ -28,6 +32,36 @@ rule sample_synthetic:
         device=config["device"],
     script:
         "../scripts/sample_synthetic.py"
+
+
+# A user's own synthetic images as the variant's pools: no generator is trained or sampled.
+rule import_synthetic:
+    input:
+        real="results/{dataset}/real.h5",
+    output:
+        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
+    log:
+        "logs/synthesis/{dataset}_{variant}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    wildcard_constraints:
+        dataset=names_pattern(pool_datasets(config)),
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        synthetic=lambda wildcards: config[wildcards.dataset]["synthetic"],
+        data=lambda wildcards: config[wildcards.dataset]["data"],
+        # only what the pool-size check needs: a new alpha list does not re-import the pool
+        assembly=lambda wildcards: {
+            k: config[wildcards.dataset]["assembly"][k]
+            for k in ("per_class", "val_fraction")
+        },
+        listing=own_pool_listing,
+        seed=config["seed"],
+    script:
+        "../scripts/import_synthetic.py"
 
 
 # Study B: k replicas of every real training row (same condition, own seed), up to the largest k.

@@ -125,9 +125,48 @@ def _key(error: jsonschema.ValidationError) -> str:
     return _path(error.absolute_path) or "(top level)"
 
 
+def _check_top_level(config: dict, root: dict) -> None:
+    """A top-level key the schema does not name must be a section of the user's own images (with a
+    ``data`` section); anything else is a typo, reported as one instead of a missing ``data`` key."""
+    known = root["properties"]
+    for key, value in config.items():
+        if key not in known and not (isinstance(value, dict) and "data" in value):
+            raise ConfigError(f"unknown config key '{key}'; allowed at the top level: {sorted(known)}, or the "
+                              f"name of your own dataset with a '{key}.data' section (config/README.md: "
+                              f"Your own data)")
+
+
+def _check_datasets(config: dict) -> None:
+    """Every listed Study A dataset needs a section; a user pool is one variant."""
+    for i, name in enumerate(config["datasets"]):
+        if name not in config or name in OTHER_SECTIONS:
+            raise ConfigError(f"config key 'datasets[{i}]': {name!r} has no section; add a '{name}:' section "
+                              f"with data.format folder or csv (config/README.md: Your own data), or list "
+                              f"one of {sorted(STUDY_A_DATASETS)}")
+    for name in study_a_datasets(config):
+        section = config[name]
+        data, pool = section["data"], section["synthetic"]
+        if data.get("format") == "folder" and not data.get("root"):
+            raise ConfigError(f"config key '{name}.data.root' is null; set it to the folder holding one "
+                              f"sub-folder per class {data['classes']}")
+        if data.get("format") == "csv" and not data.get("csv"):
+            raise ConfigError(f"config key '{name}.data.csv' is null; set it to the table of path,label "
+                              f"(optional subject, split) rows")
+        if pool["source"] != "generate":
+            if not pool["root" if pool["source"] == "folder" else "csv"]:
+                what = "root" if pool["source"] == "folder" else "csv"
+                raise ConfigError(f"config key '{name}.synthetic.{what}' is null; with synthetic.source: "
+                                  f"{pool['source']} it names your synthetic images")
+            if len(section["variants"]) != 1:
+                raise ConfigError(f"config key '{name}.variants' lists {len(section['variants'])} variants, "
+                                  f"but synthetic.source: {pool['source']} is one pool of your own images; "
+                                  f"list one variant (its name names the pool's results folder)")
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Return a copy of ``config`` with defaults filled in, or raise ConfigError naming the key."""
     root = yaml.safe_load(Path(schema_path).read_text())
+    _check_top_level(config, root)
     config = _coerce(copy.deepcopy(config), root, root)
     _fill_defaults(config, root, root)
     validator = jsonschema.Draft202012Validator(root)
@@ -146,13 +185,30 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(msg + more + "; see config/README.md")
     _check_site_names(config)
-    for dataset in STUDY_A_DATASETS:
-        if dataset in config:
-            _resolve_variants(config[dataset], dataset)
+    _check_datasets(config)
+    for dataset in study_a_datasets(config):
+        _resolve_variants(config[dataset], dataset)
     return config
 
 
 STUDY_A_DATASETS = ("mnist", "camus")
+# Top-level keys that are not Study A datasets.
+OTHER_SECTIONS = ("seed", "device", "datasets", "supplementation", "chexpert", "mnist_demo")
+
+
+def own_datasets(config: dict) -> list[str]:
+    """Names of the sections of the user's own images, in config order."""
+    return [k for k in config if k not in STUDY_A_DATASETS and k not in OTHER_SECTIONS]
+
+
+def study_a_datasets(config: dict) -> list[str]:
+    """Every Study A section: mnist and camus when present, then the user's own."""
+    return [k for k in STUDY_A_DATASETS if k in config] + own_datasets(config)
+
+
+def pool_datasets(config: dict) -> list[str]:
+    """Study A datasets whose synthetic pool is the user's own images (no generator is trained)."""
+    return [k for k in study_a_datasets(config) if config[k]["synthetic"]["source"] != "generate"]
 # A variant's keys left null take these sections' values.
 VARIANT_SAMPLER_KEYS = ("sampler", "sampling_steps", "guidance_scale", "clip_sample")
 
