@@ -45,10 +45,10 @@ rule own_real:
         real="results/{dataset}/real.h5",
     log:
         "logs/data/{dataset}_real.log",
-    conda:
-        "../../envs/analysis.yaml"
     wildcard_constraints:
         dataset=names_pattern(own_datasets(config)),
+    conda:
+        "../../envs/analysis.yaml"
     threads: 4
     resources:
         mem_mb=4000,

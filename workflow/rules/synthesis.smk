@@ -9,12 +9,12 @@ rule sample_synthetic:
         synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
     log:
         "logs/synthesis/{dataset}_{variant}.log",
+    benchmark:
+        "results/benchmarks/synthesis/{dataset}_{variant}.tsv"
     wildcard_constraints:
         dataset=names_pattern(
             [d for d in study_a_datasets(config) if d not in pool_datasets(config)]
         ),
-    benchmark:
-        "results/benchmarks/synthesis/{dataset}_{variant}.tsv"
     retries: 2  # a killed attempt keeps its finished batches and samples only the rest
     conda:
         "../../envs/torch.yaml"
@@ -42,10 +42,10 @@ rule import_synthetic:
         synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
     log:
         "logs/synthesis/{dataset}_{variant}.log",
-    conda:
-        "../../envs/analysis.yaml"
     wildcard_constraints:
         dataset=names_pattern(pool_datasets(config)),
+    conda:
+        "../../envs/analysis.yaml"
     threads: 4
     resources:
         mem_mb=4000,
