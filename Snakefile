@@ -7,6 +7,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# The front page of `snakemake --report results/report.html` (captions beside each result).
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/diffusion.smk"

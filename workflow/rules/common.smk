@@ -151,7 +151,8 @@ def camus_root(wildcards):
 
 def own_listing(wildcards):
     """The user's real images, listed and checked while the DAG is built (a missing class folder or
-    unknown label stops the run before any job); the digest re-runs the job when an image changes."""
+    unknown label stops the run before any job); the digest re-runs the job when an image changes.
+    """
     return _listing(wildcards.dataset, "data")
 
 
@@ -165,7 +166,10 @@ def _listing(dataset, part):
     spec = config[dataset][part]
     try:
         frame = list_images(
-            spec, config[dataset]["data"]["classes"], f"{dataset}.{part}", part != "data"
+            spec,
+            config[dataset]["data"]["classes"],
+            f"{dataset}.{part}",
+            part != "data",
         )
     except PipelineError as error:
         stop_workflow(error)
@@ -256,6 +260,44 @@ def run_metrics(wildcards):
 
 def erm_metrics(wildcards):
     return [f"{d}/metrics.json" for d in run_dirs(wildcards.dataset, ["erm"])]
+
+
+# The report (snakemake --report): one category per study and dataset, labels naming what each holds.
+def study_name(wildcards):
+    return getattr(wildcards, "dataset", None) or wildcards.study
+
+
+def report_category(wildcards):
+    name = study_name(wildcards)
+    study = "Study B" if name in config["supplementation"] else "Study A"
+    return f"{study}: {name}"
+
+
+def report_labels(result):
+    """Labels of a result: what it is, and the variants, architectures and methods (Study A) or the
+    sites and supplementation factors (Study B) it holds."""
+
+    def labels(wildcards):
+        name = study_name(wildcards)
+        c = config[name]
+        if name in config["supplementation"]:
+            return {
+                "result": result,
+                "sites": ", ".join(c["sites"]),
+                "architectures": ", ".join(c["classifier"]["architectures"]),
+                "k": ", ".join(map(str, c["supplementation"]["k"])),
+            }
+        architectures = dict.fromkeys(
+            a for v in c["variants"] for a in v["architectures"]
+        )
+        return {
+            "result": result,
+            "variants": ", ".join(variant_names(name)),
+            "architectures": ", ".join(architectures),
+            "methods": ", ".join(methods(name)),
+        }
+
+    return labels
 
 
 def all_targets():

@@ -65,7 +65,13 @@ rule aggregate_detectability:
         records=lambda wildcards: variant_files(wildcards.dataset, "detectability.json"),
         task="results/{dataset}/detectability/task.json",
     output:
-        table="results/{dataset}/detectability.csv",
+        table=report(
+            "results/{dataset}/detectability.csv",
+            caption="../report/detectability.rst",
+            category=report_category,
+            subcategory="Tables",
+            labels=report_labels("detectability"),
+        ),
     log:
         "logs/detectability/{dataset}_aggregate.log",
     conda:
@@ -84,7 +90,13 @@ rule shortcut_summary:
         detectability="results/{dataset}/detectability.csv",
         real="results/{dataset}/real.h5",
     output:
-        table="results/{dataset}/shortcut_summary.csv",
+        table=report(
+            "results/{dataset}/shortcut_summary.csv",
+            caption="../report/shortcut_summary.rst",
+            category=report_category,
+            subcategory="Tables",
+            labels=report_labels("shortcut summary"),
+        ),
     log:
         "logs/detectability/{dataset}_summary.log",
     conda:
@@ -106,7 +118,13 @@ rule detectability_replicas:
         replicas="results/{study}/replicas.h5",
     output:
         record="results/{study}/replica_detectability.json",
-        table="results/{study}/replica_detectability.csv",
+        table=report(
+            "results/{study}/replica_detectability.csv",
+            caption="../report/replica_detectability.rst",
+            category=report_category,
+            subcategory="Tables",
+            labels=report_labels("replica detectability"),
+        ),
     log:
         "logs/detectability/{study}_replicas.log",
     benchmark:

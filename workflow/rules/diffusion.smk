@@ -6,7 +6,13 @@ rule train_diffusion:
         real="results/{dataset}/real.h5",
     output:
         model=protected("results/{dataset}/diffusion/model.pt"),
-        grid="results/{dataset}/diffusion/samples_grid.png",
+        grid=report(
+            "results/{dataset}/diffusion/samples_grid.png",
+            caption="../report/diffusion_grid.rst",
+            category=report_category,
+            subcategory="Samples",
+            labels=report_labels("generator samples"),
+        ),
     log:
         "logs/diffusion/{dataset}.log",
     benchmark:

@@ -23,7 +23,13 @@ rule aggregate_alpha:
     input:
         metrics=run_metrics,
     output:
-        table="results/{dataset}/alpha_metrics.csv",
+        table=report(
+            "results/{dataset}/alpha_metrics.csv",
+            caption="../report/alpha_metrics.rst",
+            category=report_category,
+            subcategory="Tables",
+            labels=report_labels("per-cell accuracy"),
+        ),
     log:
         "logs/evaluation/{dataset}_aggregate.log",
     conda:
@@ -67,7 +73,13 @@ rule aggregate_supplementation:
             for run in supplementation_runs(wildcards.study)
         ],
     output:
-        table="results/{study}/supplementation_auroc.csv",
+        table=report(
+            "results/{study}/supplementation_auroc.csv",
+            caption="../report/supplementation_auroc.rst",
+            category=report_category,
+            subcategory="Tables",
+            labels=report_labels("per-label AUROC"),
+        ),
     log:
         "logs/evaluation/{study}_supplementation.log",
     conda:

@@ -7,7 +7,13 @@ rule figure_alpha:
         detectability="results/{dataset}/detectability.csv",
         real="results/{dataset}/real.h5",
     output:
-        figure="results/figures/{dataset}_alpha.pdf",
+        figure=report(
+            "results/figures/{dataset}_alpha.pdf",
+            caption="../report/alpha.rst",
+            category=report_category,
+            subcategory="Figures",
+            labels=report_labels("alpha sweep"),
+        ),
     log:
         "logs/figures/{dataset}_alpha.log",
     conda:
@@ -28,7 +34,13 @@ rule figure_mitigation:
         detectability="results/{dataset}/detectability.csv",
         real="results/{dataset}/real.h5",
     output:
-        figure="results/figures/{dataset}_mitigation.pdf",
+        figure=report(
+            "results/figures/{dataset}_mitigation.pdf",
+            caption="../report/mitigation.rst",
+            category=report_category,
+            subcategory="Figures",
+            labels=report_labels("mitigation arms"),
+        ),
     log:
         "logs/figures/{dataset}_mitigation.log",
     conda:
@@ -50,7 +62,13 @@ rule figure_samples:
         real="results/{dataset}/real.h5",
         synthetic=lambda wildcards: variant_files(wildcards.dataset, "synthetic.h5"),
     output:
-        figure="results/figures/{dataset}_samples.png",
+        figure=report(
+            "results/figures/{dataset}_samples.png",
+            caption="../report/samples.rst",
+            category=report_category,
+            subcategory="Samples",
+            labels=report_labels("real and synthetic samples"),
+        ),
     log:
         "logs/figures/{dataset}_samples.log",
     conda:
@@ -71,7 +89,13 @@ rule figure_fidelity:
         summary="results/{dataset}/shortcut_summary.csv",
         real="results/{dataset}/real.h5",
     output:
-        figure="results/figures/{dataset}_fidelity.pdf",
+        figure=report(
+            "results/figures/{dataset}_fidelity.pdf",
+            caption="../report/fidelity.rst",
+            category=report_category,
+            subcategory="Figures",
+            labels=report_labels("shortcut against detectability"),
+        ),
     log:
         "logs/figures/{dataset}_fidelity.log",
     conda:
@@ -91,7 +115,13 @@ rule figure_fingerprints:
         ),
         real="results/{dataset}/real.h5",
     output:
-        figure="results/figures/{dataset}_fingerprints.pdf",
+        figure=report(
+            "results/figures/{dataset}_fingerprints.pdf",
+            caption="../report/fingerprints.rst",
+            category=report_category,
+            subcategory="Figures",
+            labels=report_labels("fingerprints"),
+        ),
     log:
         "logs/figures/{dataset}_fingerprints.log",
     conda:
@@ -111,7 +141,16 @@ rule figure_architectures:
         tables=expand("results/{dataset}/alpha_metrics.csv", dataset=config["datasets"]),
         reals=expand("results/{dataset}/real.h5", dataset=config["datasets"]),
     output:
-        figure="results/figures/architectures_alpha.pdf",
+        figure=report(
+            "results/figures/architectures_alpha.pdf",
+            caption="../report/architectures.rst",
+            category="Study A: all datasets",
+            subcategory="Figures",
+            labels={
+                "result": "alpha sweep",
+                "datasets": ", ".join(config["datasets"]),
+            },
+        ),
     log:
         "logs/figures/architectures_alpha.log",
     conda:
@@ -130,8 +169,20 @@ rule figure_supplementation:
     input:
         table="results/{study}/supplementation_auroc.csv",
     output:
-        figure="results/figures/{study}_supplementation.pdf",
-        heatmap="results/figures/{study}_supplementation_heatmap.pdf",
+        figure=report(
+            "results/figures/{study}_supplementation.pdf",
+            caption="../report/supplementation.rst",
+            category=report_category,
+            subcategory="Figures",
+            labels=report_labels("macro AUROC against k"),
+        ),
+        heatmap=report(
+            "results/figures/{study}_supplementation_heatmap.pdf",
+            caption="../report/supplementation_heatmap.rst",
+            category=report_category,
+            subcategory="Figures",
+            labels=report_labels("per-label AUROC change"),
+        ),
     log:
         "logs/figures/{study}_supplementation.log",
     conda:

@@ -57,7 +57,13 @@ rule mitigation_summary:
     input:
         metrics=run_metrics,
     output:
-        table="results/{dataset}/mitigation_summary.csv",
+        table=report(
+            "results/{dataset}/mitigation_summary.csv",
+            caption="../report/mitigation_summary.rst",
+            category=report_category,
+            subcategory="Tables",
+            labels=report_labels("mitigation summary"),
+        ),
     log:
         "logs/mitigation/{dataset}_summary.log",
     conda:
