@@ -199,3 +199,19 @@ def test_report_zip_holds_every_file(own_run):
             assert len(inside) == 1, (path, names)
             assert z.read(inside[0]) == (workdir / path).read_bytes(), path
         assert "report/report.html" in names
+
+
+@pytest.mark.slow
+def test_tiny_rgb_csv_run(tmp_path):
+    """RGB images through every stage, from the CSV layout: image sets, classifiers and figures take 3 channels."""
+    root = write_own_tree(tmp_path / "tree", "csv", per_class=30, channels="rgb")
+    cfg = own_config(root, "csv")
+    cfg["knee"]["data"]["channels"] = "rgb"
+    cfg["knee"]["classifier"]["methods"] = ["erm"]
+    out = check(snakemake(tmp_path, "--cores", "2", "--configfile", str(DEFAULT_CONFIG),
+                          config_file(tmp_path / "c.yaml", cfg)))
+    assert job_stats(out)["train_classifier"] == 3
+    for name in ("real.h5", "variants/vendor/synthetic.h5"):
+        assert read_imageset(tmp_path / "results/knee" / name).images.shape == (60, 3, 12, 12), name
+    assert (tmp_path / "results/figures/knee_alpha.pdf").read_bytes()[:4] == b"%PDF"
+    assert (tmp_path / "results/figures/knee_samples.png").stat().st_size > 0

@@ -5,7 +5,7 @@ user's own synthetic pool (folder or CSV layout; PNG, RGB PNG or DICOM).
     python -m synthetic_simplicity.data.fixtures {nifti,mhd} DIR [--patients 50]
     python -m synthetic_simplicity.data.fixtures chexpert DIR [--patients 50]
     python -m synthetic_simplicity.data.fixtures mimic DIR [--subjects 50]
-    python -m synthetic_simplicity.data.fixtures {own-folder,own-csv,own-rgb,own-dicom} DIR [--per-class 120]
+    python -m synthetic_simplicity.data.fixtures {own-folder,own-csv,own-rgb,own-dicom} DIR [--per-class 200] [--digits 3 8]
 
 writes a fake tree that the pipeline reads like the real one (`camus.data.root: DIR`, a CXR site's root).
 
@@ -328,8 +328,9 @@ def write_mimic_tree(root, n_subjects: int, seed: int = 0) -> Path:
 
 # ---------------------------------------------------------------- a user's own images
 
-OWN_CLASSES = ("three", "eight")  # embedded MNIST digits 3 and 8 stand in for the user's two classes
-OWN_DIGITS = (3, 8)
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+OWN_DIGITS = (3, 8)  # embedded MNIST digits stand in for the user's two classes, named in words
+OWN_CLASSES = tuple(DIGIT_NAMES[d] for d in OWN_DIGITS)
 IMAGES_PER_SUBJECT = 3  # a "patient" holds 3 images of each class, so a split must keep them together
 
 
@@ -382,9 +383,9 @@ def _tinted(img: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([img, 0.85 * img + 10, 0.6 * img + 25], -1), 0, 255).astype(np.uint8)
 
 
-def write_own_tree(root, layout: str = "folder", per_class: int = 120, channels: str = "grey",
-                   dicom: bool = False, seed: int = 0) -> Path:
-    """``root/real/<class>/`` and ``root/synthetic/<class>/`` of classes three and eight (embedded MNIST).
+def write_own_tree(root, layout: str = "folder", per_class: int = 200, channels: str = "grey",
+                   dicom: bool = False, seed: int = 0, digits: tuple[int, int] = OWN_DIGITS) -> Path:
+    """``root/real/<class>/`` and ``root/synthetic/<class>/`` of two embedded MNIST digits, named in words.
 
     Real images are ``s<subject>_<k>`` at 28, 34 or 40 px (mixed sizes, as user data is), 3 per subject
     and class, and subjects hold both classes; the "synthetic" pool is other images of the same
@@ -401,7 +402,8 @@ def write_own_tree(root, layout: str = "folder", per_class: int = 120, channels:
     images, labels = load_embedded()
     rng = np.random.default_rng(seed)
     real_rows, pool_rows = [], []
-    for name, digit in zip(OWN_CLASSES, OWN_DIGITS):
+    for digit in digits:
+        name = DIGIT_NAMES[digit]
         pick = np.flatnonzero(labels == digit)
         if 2 * per_class > len(pick):
             raise ValueError(f"per_class={per_class}: the embedded MNIST holds {len(pick)} images of digit {digit}, "
@@ -431,14 +433,15 @@ def write_own_tree(root, layout: str = "folder", per_class: int = 120, channels:
     return root
 
 
-def own_config_section(root, layout: str, channels: str = "grey", name: str = "own") -> str:
+def own_config_section(root, layout: str, channels: str = "grey", name: str = "own",
+                       digits: tuple[int, int] = OWN_DIGITS) -> str:
     """The config lines that point a dataset section at a tree of ``write_own_tree``."""
     root = Path(root)
     data = (f"    format: folder\n    root: {root / 'real'}\n    subject_regex: '^(s[0-9]+)_'\n" if layout == "folder"
             else f"    format: csv\n    csv: {root / 'real.csv'}\n")
     pool = (f"    source: folder\n    root: {root / 'synthetic'}\n" if layout == "folder"
             else f"    source: csv\n    csv: {root / 'synthetic.csv'}\n")
-    return (f"datasets: [{name}]\n{name}:\n  data:\n{data}    classes: [{', '.join(OWN_CLASSES)}]\n"
+    return (f"datasets: [{name}]\n{name}:\n  data:\n{data}    classes: [{', '.join(DIGIT_NAMES[d] for d in digits)}]\n"
             f"    channels: {channels}\n  synthetic:\n{pool}")
 
 
@@ -452,15 +455,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("root", type=Path)
     p.add_argument("--patients", type=int, default=50, help="CAMUS and CheXpert")
     p.add_argument("--subjects", type=int, default=50, help="MIMIC-CXR-JPG")
-    p.add_argument("--per-class", type=int, default=120, help="own-*: real (and synthetic) images per class")
+    p.add_argument("--per-class", type=int, default=200, help="own-*: real (and synthetic) images per class")
+    p.add_argument("--digits", type=int, nargs=2, default=list(OWN_DIGITS), metavar=("A", "B"),
+                   help="own-*: the two embedded MNIST digits that stand in for the classes")
     args = p.parse_args(argv)
     if args.layout.startswith("own-"):
         kind = args.layout.removeprefix("own-")
         layout = "csv" if kind == "csv" else "folder"
         channels = "rgb" if kind == "rgb" else "grey"
-        write_own_tree(args.root, layout, args.per_class, channels, dicom=kind == "dicom")
+        digits = tuple(args.digits)
+        write_own_tree(args.root, layout, args.per_class, channels, dicom=kind == "dicom", digits=digits)
         print(f"wrote {args.root}; a config section for it (config/README.md: Your own data):\n")
-        print(own_config_section(args.root, layout, channels))
+        print(own_config_section(args.root, layout, channels, digits=digits))
     elif args.layout == "chexpert":
         print(write_chexpert_tree(args.root, args.patients))
     elif args.layout == "mimic":
