@@ -17,6 +17,7 @@ brightness and frame count; 2CH is a narrow fan, 4CH a wide one; a 255 block mar
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -465,7 +466,8 @@ def main(argv: list[str] | None = None) -> None:
         channels = "rgb" if kind == "rgb" else "grey"
         digits = tuple(args.digits)
         write_own_tree(args.root, layout, args.per_class, channels, dicom=kind == "dicom", digits=digits)
-        print(f"wrote {args.root}; a config section for it (config/README.md: Your own data):\n")
+        # The section alone on stdout, so `... > my.yaml` is a config file that runs as it is.
+        print(f"wrote {args.root}; its config section (config/README.md: Your own data) follows", file=sys.stderr)
         print(own_config_section(args.root, layout, channels, digits=digits))
     elif args.layout == "chexpert":
         print(write_chexpert_tree(args.root, args.patients))
