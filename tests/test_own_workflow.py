@@ -14,7 +14,7 @@ import yaml
 
 from synthetic_simplicity.core.config import ConfigError, validate_config
 from synthetic_simplicity.core.imageset import SOURCES, read_imageset
-from synthetic_simplicity.data.fixtures import OWN_CLASSES, write_own_tree
+from synthetic_simplicity.data.fixtures import OWN_CLASSES, write_own_tree, main as fixtures_main
 from test_workflow import DEFAULT_CONFIG, REPO, check, job_stats, snakemake
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -76,6 +76,16 @@ def test_own_section_takes_every_stage_default(trees):
     assert cfg["knee"]["data"]["channels"] == "grey" and cfg["knee"]["data"]["val_fraction"] == 0.1
     assert cfg["knee"]["synthetic"]["test_fraction"] == 0.2
     assert cfg["knee"]["assembly"]["val_fraction"] == cfg["mnist"]["assembly"]["val_fraction"]
+
+
+@pytest.mark.parametrize("kind", ["own-folder", "own-csv", "own-dicom"])
+def test_fixture_writer_prints_a_config_that_validates(tmp_path, capsys, kind):
+    """`python -m ...fixtures own-* DIR > my.yaml` gives a config file that runs as it is."""
+    fixtures_main([kind, str(tmp_path / "tree"), "--per-class", "30", "--digits", "1", "7"])
+    out = capsys.readouterr()
+    cfg = validate_config(yaml.safe_load(out.out), SCHEMA)
+    assert cfg["datasets"] == ["own"] and cfg["own"]["data"]["classes"] == ["one", "seven"]
+    assert "wrote" in out.err and "wrote" not in out.out
 
 
 # ---------------------------------------------------------------- DAG
