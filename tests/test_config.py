@@ -246,3 +246,22 @@ def test_bad_variants_name_the_key(variants, key):
     raw["mnist"]["variants"] = variants
     with pytest.raises(ConfigError, match=re.escape(key)):
         validate_config(raw, SCHEMA)
+
+
+def test_zero_terminal_snr_needs_v_prediction():
+    with pytest.raises(ConfigError, match=r"'chexpert\.diffusion\.rescale_betas_zero_snr' is true with "
+                                          r"prediction_type epsilon.*v_prediction"):
+        validate_config({"chexpert": {"diffusion": {"rescale_betas_zero_snr": True}}}, SCHEMA)
+    cfg = validate_config({"chexpert": {"diffusion": {"rescale_betas_zero_snr": True,
+                                                      "prediction_type": "v_prediction"}}}, SCHEMA)
+    assert cfg["chexpert"]["diffusion"]["prediction_type"] == "v_prediction"
+
+
+def test_added_training_keys_default_to_the_training_before_them():
+    """The schema's defaults of the keys added with Study B's recipe are the values the training loops
+    leave out of their resume keys, so a config that does not use them resumes its old checkpoints."""
+    from synthetic_simplicity.diffusion.training import ADDED_KEYS as diffusion_keys
+
+    cfg = validate_config({}, SCHEMA)
+    for section in ("mnist", "chexpert", "mnist_demo"):
+        assert {k: cfg[section]["diffusion"][k] for k in diffusion_keys} == diffusion_keys
