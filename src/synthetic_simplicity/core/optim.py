@@ -13,7 +13,7 @@ def parameter_groups(params: Iterable[torch.nn.Parameter], weight_decay: float, 
     """All parameters with ``weight_decay``, or, with ``no_decay_1d``, none on 1-D parameters (biases,
     norm scales, ConvNeXt's layer scale): the split of timm's ``add_weight_decay``, which Study B's
     code and its Mediffusion generator use."""
-    params = [p for p in params if p.requires_grad]
+    params = list(params)
     if not no_decay_1d:
         return params, weight_decay
     return [{"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
