@@ -246,3 +246,32 @@ def test_bad_variants_name_the_key(variants, key):
     raw["mnist"]["variants"] = variants
     with pytest.raises(ConfigError, match=re.escape(key)):
         validate_config(raw, SCHEMA)
+
+
+def test_zero_terminal_snr_needs_v_prediction():
+    with pytest.raises(ConfigError, match=r"'chexpert\.diffusion\.rescale_betas_zero_snr' is true with "
+                                          r"prediction_type epsilon.*v_prediction"):
+        validate_config({"chexpert": {"diffusion": {"rescale_betas_zero_snr": True}}}, SCHEMA)
+    cfg = validate_config({"chexpert": {"diffusion": {"rescale_betas_zero_snr": True,
+                                                      "prediction_type": "v_prediction"}}}, SCHEMA)
+    assert cfg["chexpert"]["diffusion"]["prediction_type"] == "v_prediction"
+
+
+def test_added_training_keys_default_to_the_training_before_them():
+    """The schema's defaults of the keys added with Study B's recipe are the values the training loops
+    leave out of their resume keys, so a config that does not use them resumes its old checkpoints."""
+    from synthetic_simplicity.classifier.training import ADDED_KEYS as classifier_keys
+    from synthetic_simplicity.diffusion.training import ADDED_KEYS as diffusion_keys
+
+    cfg = validate_config({}, SCHEMA)
+    for section in ("mnist", "chexpert", "mnist_demo"):
+        assert {k: cfg[section]["diffusion"][k] for k in diffusion_keys} == diffusion_keys
+    for section in ("chexpert", "mnist_demo"):
+        assert {k: cfg[section]["classifier"][k] for k in classifier_keys} == classifier_keys
+    assert cfg["mnist"]["classifier"].keys().isdisjoint(classifier_keys)  # Study A's classifier is untouched
+    study_b = validate_config({"chexpert": {"classifier": {"augment": {}, "mix": {"cutmix_alpha": 0}}}}, SCHEMA)
+    assert study_b["chexpert"]["classifier"]["augment"] == {  # {} is Study B's augmentation
+        "hflip": 0.5, "vflip": 0.5, "noise_p": 0.5, "noise_std": 0.3, "affine_p": 0.5, "rotate": 0.4, "scale": 0.1,
+        "translate": 12 / 256}
+    assert study_b["chexpert"]["classifier"]["mix"] == {"mixup_alpha": 1.0, "cutmix_alpha": 0, "prob": 0.5,
+                                                        "switch_prob": 0.5}

@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from synthetic_simplicity.core.runtime import load_torch
-from synthetic_simplicity.diffusion.model import build_unet, crop_to, load_generator, pad_to, padded_size
-from synthetic_simplicity.diffusion.training import RESUMABLE_KEYS, train_diffusion
+from synthetic_simplicity.diffusion.model import (
+    build_unet,
+    crop_to,
+    diffusion_target,
+    load_generator,
+    make_train_scheduler,
+    pad_to,
+    padded_size,
+)
+from synthetic_simplicity.diffusion.training import ADDED_KEYS, RESUMABLE_KEYS, train_diffusion
 
 CPU = torch.device("cpu")
 
@@ -262,3 +270,68 @@ def test_diverging_loss_stops_with_the_key_to_change(tmp_path, data):
     with pytest.raises(TrainingDivergedError, match=r"config key 'mnist\.diffusion\.learning_rate' \(now 1e\+12\)"):
         train_diffusion(images, labels, 2, tiny_cfg(steps=6, learning_rate=1e12), seed=5, device=CPU,
                         precision="fp32", ckpt_dir=tmp_path / "c", section="mnist.diffusion", progress=False)
+
+
+# Study B's generator recipe (issue 16)
+STUDY_B = {"beta_schedule": "squaredcos_cap_v2", "rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
+           "optimizer": "lion", "learning_rate": 1e-3, "weight_decay": 5e-4, "no_decay_1d": True, "grad_clip": 1.0,
+           "ema_warmup": False, "warmup_steps": 0}
+
+
+def test_v_prediction_target_is_diffusers_velocity():
+    sched = make_train_scheduler({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
+                                  "rescale_betas_zero_snr": True, "prediction_type": "v_prediction"})
+    assert sched.alphas_cumprod[-1] == 0  # zero terminal SNR: x_T is pure noise
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand((6, 1, 8, 8), generator=g) * 2 - 1, torch.randn((6, 1, 8, 8), generator=g)
+    t = torch.tensor([0, 1, 250, 500, 998, 999])
+    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    torch.testing.assert_close(diffusion_target("v_prediction", x0, noise, a), sched.get_velocity(x0, noise, t))
+    assert torch.equal(diffusion_target("v_prediction", x0, noise, a)[-1], -x0[-1])  # v at t = T is -x0
+    assert torch.equal(diffusion_target("epsilon", x0, noise, a), noise)
+    with pytest.raises(ValueError, match="prediction_type 'sample'"):
+        diffusion_target("sample", x0, noise, a)
+
+
+def test_added_keys_at_their_defaults_train_as_before(tmp_path, data):
+    """A config that names the recipe keys at their defaults is the run of one that predates them:
+    same resume key (old checkpoints resume) and the same weights."""
+    before = train(data, tmp_path / "a", steps=3)
+    named = train(data, tmp_path / "b", steps=3, **ADDED_KEYS)
+    assert named["hash"] == before["hash"]
+    assert_state_equal(named["state_dict"], before["state_dict"])
+    assert train(data, tmp_path / "c", steps=1, prediction_type="v_prediction")["hash"] != before["hash"]
+
+
+def test_study_b_recipe_trains_and_resumes_bit_identically(tmp_path, data):
+    """v-prediction on the cosine zero-terminal-SNR schedule, Lion, clipping and a constant-decay EMA."""
+    whole = train(data, tmp_path / "a", steps=4, **STUDY_B)
+    assert whole["scheduler_config"]["prediction_type"] == "v_prediction"
+    assert whole["scheduler_config"]["rescale_betas_zero_snr"] and np.isfinite(whole["stats"]["final_loss"])
+    train(data, tmp_path / "b", steps=2, **STUDY_B)
+    resumed = train(data, tmp_path / "b", steps=4, **STUDY_B)
+    assert resumed["stats"]["resumed_from"] == 2
+    assert_state_equal(whole["state_dict"], resumed["state_dict"])
+    adamw = train(data, tmp_path / "c", steps=4, **STUDY_B | {"optimizer": "adamw"})
+    assert not torch.equal(adamw["state_dict"]["conv_in.weight"], whole["state_dict"]["conv_in.weight"])
+
+
+def test_lion_moves_every_weight_by_the_learning_rate_and_spares_1d_from_decay():
+    """Lion's update is lr * sign(momentum); with no_decay_1d only matrices and kernels decay."""
+    from synthetic_simplicity.core.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.GroupNorm(1, 2), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(1))
+    model(torch.zeros(1, 1, 5, 5))
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = build_optimizer("lion", model.parameters(), lr=0.01, weight_decay=10.0, no_decay_1d=True)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 10.0]
+    model(torch.randn(4, 1, 5, 5)).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    opt.step()
+    for p, b, g in zip(model.parameters(), before, grads):
+        decay = 1 - 0.01 * 10.0 if p.ndim > 1 else 1.0  # decoupled: p <- p (1 - lr wd) - lr sign(.)
+        torch.testing.assert_close(p.detach(), b * decay - 0.01 * torch.sign(0.1 * g))
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        build_optimizer("adam", model.parameters(), 0.1, 0.0)

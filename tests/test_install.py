@@ -60,7 +60,7 @@ def test_libraries_work_together():
     code = textwrap.dedent(f"""
         from pathlib import Path
         import yaml
-        import torch, torchvision, diffusers
+        import torch, torchvision, diffusers, lion_pytorch
         from synthetic_simplicity.core.config import validate_config
         from synthetic_simplicity.diffusion.model import build_unet
         from synthetic_simplicity.classifier.models import build_classifier
@@ -187,8 +187,8 @@ def test_analysis_env_installs_no_torch(tmp_path):
 
 
 def test_torch_env_installs_the_training_stack(tmp_path):
-    assert {"torch", "torchvision", "diffusers", "synthetic-simplicity"} <= resolve_env(REPO / "envs/torch.yaml",
-                                                                                       tmp_path)
+    assert {"torch", "torchvision", "diffusers", "lion-pytorch", "synthetic-simplicity"} <= resolve_env(
+        REPO / "envs/torch.yaml", tmp_path)
 
 
 def test_analysis_rules_code_never_imports_torch():

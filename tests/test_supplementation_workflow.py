@@ -120,7 +120,7 @@ def test_run_records_and_rerun_does_nothing(cxr_run):
 
 def test_chexpert_preset_plans_study_b(tmp_path):
     """config/chexpert.yaml plans Study B's full protocol: one generator, one replica pool of max k,
-    and one DenseNet-121 per protocol x k (5 supplemented, 4 synthetic-only, 3 external mixing)."""
+    and one ConvNeXt-Base per protocol x k (5 supplemented, 4 synthetic-only, 3 external mixing)."""
     chexpert_root = write_chexpert_tree(tmp_path / "chexpert", 12)
     mimic_root = write_mimic_tree(tmp_path / "mimic", 10)
     workdir = tmp_path / "run"
@@ -133,7 +133,7 @@ def test_chexpert_preset_plans_study_b(tmp_path):
                     "evaluate_supplementation_run": 12, "aggregate_supplementation": 1}.items():
         assert stats.get(rule) == n, f"{rule}: {stats.get(rule)} jobs, expected {n} ({stats})"
     assert "train_classifier" not in stats and "mnist_real" not in stats
-    assert "results/chexpert/runs/densenet121/mixed-mimic_k5_seed0/metrics.json" in out
+    assert "results/chexpert/runs/convnext_base/mixed-mimic_k5_seed0/metrics.json" in out
 
 
 def test_missing_site_root_stops_before_any_job(tmp_path):
@@ -198,3 +198,27 @@ def test_unknown_site_name_is_a_config_error(tmp_path):
     bad.write_text(yaml.safe_dump({"chexpert": {"external_tests": ["emory"]}}))
     out = check(snakemake(tmp_path, "-n", "--configfile", str(TEST_PRESET), str(bad)), rc=1)
     assert "config key 'chexpert.external_tests[0]': 'emory' is not one of chexpert.sites" in out
+
+
+@pytest.mark.slow
+def test_study_b_recipe_runs_on_the_fixture_trees(tmp_path):
+    """config/test_supplementation.yaml with the recipes of config/chexpert.yaml (14 labels, so label
+    smoothing too), for one supplemented classifier."""
+    from test_presets import study_b_recipe
+
+    data = tmp_path / "data"
+    chexpert_root, mimic_root = write_chexpert_tree(data / "chexpert", 40), write_mimic_tree(data / "mimic", 30)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"chexpert": study_b_recipe()}))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    run = "results/chexpert/runs/cnn/supplemented_k1_seed0"
+    out = check(snakemake(workdir, f"{run}/metrics.json", "--configfile", str(TEST_PRESET),
+                          roots_config(data, chexpert_root, mimic_root), str(recipe), "--cores", "2"))
+    assert job_stats(out)["train_supplementation"] == 1
+    bundle = torch.load(workdir / "results/chexpert/diffusion/model.pt", weights_only=True)
+    assert bundle["scheduler_config"]["prediction_type"] == "v_prediction" and bundle["cond_dim"] == 22
+    model = torch.load(workdir / run / "model.pt", weights_only=True)
+    assert model["history"]["epochs_run"] == len(model["history"]["val_loss"]) == 2
+    record = json.loads((workdir / run / "metrics.json").read_text())
+    assert 0 <= record["internal/auroc_macro"] <= 1 and 0 <= record["mimic/auroc_macro"] <= 1

@@ -159,3 +159,52 @@ def test_condition_vectors_with_guidance(scheduler_config):
         x = sample_images(model, sampler, cond, seeds, SHAPE, None, 3, guidance, 2, CPU, "fp32", progress=False)
         assert x.shape == (3, 7, 7)
         assert np.array_equal(x[0], x[1]) and not np.array_equal(x[0], x[2])
+
+
+V_ZERO_SNR = CFG | {"beta_schedule": "squaredcos_cap_v2", "rescale_betas_zero_snr": True,
+                    "prediction_type": "v_prediction"}
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampler_takes_the_training_prediction_type_and_schedule(name):
+    train = make_train_scheduler(V_ZERO_SNR)
+    s = make_sampler(name, dict(train.config), clip_sample=True)
+    assert s.config.prediction_type == "v_prediction" and s.config.rescale_betas_zero_snr
+    expected = train.alphas_cumprod.clone()
+    if name == "dpmsolver++":  # DPM-Solver keeps the last alpha_bar at 2^-24 to stay finite in log-SNR
+        expected[-1] = 2.0 ** -24
+    torch.testing.assert_close(s.alphas_cumprod, expected)
+
+
+class FinitenessWatch:
+    """The real scheduler, noting whether every intermediate sample it returns is finite."""
+
+    def __init__(self, scheduler):
+        self.scheduler, self.finite, self.steps = scheduler, True, 0
+
+    def __getattr__(self, name):
+        return getattr(self.scheduler, name)
+
+    def step(self, *args, **kwargs):
+        out = self.scheduler.step(*args, **kwargs)
+        self.finite &= bool(torch.isfinite(out.prev_sample).all())
+        self.steps += 1
+        return out
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_v_prediction_on_zero_terminal_snr_samples_finite_images(name, guidance):
+    torch.manual_seed(0)
+    model = build_unet(7, 1, 2, V_ZERO_SNR).eval()
+    watch = FinitenessWatch(make_sampler(name, dict(make_train_scheduler(V_ZERO_SNR).config), clip_sample=True))
+    x = sample_images(model, watch, LABELS[:3], SEEDS[:3], SHAPE, 2, 4, guidance, 3, CPU, "fp32", progress=False)
+    assert watch.finite and watch.steps == 4 and x.shape == (3, 7, 7)
+    assert x.std() > 0  # an image, not a constant
+
+
+def test_ddim_200_takes_study_b_timesteps():
+    """Mediffusion's DDIM200 strides t = 0, 5, ..., 995 (guided-diffusion's space_timesteps)."""
+    s = make_sampler("ddim", dict(make_train_scheduler(V_ZERO_SNR | {"num_train_timesteps": 1000}).config), True)
+    s.set_timesteps(200)
+    assert s.timesteps.tolist() == list(range(995, -1, -5))

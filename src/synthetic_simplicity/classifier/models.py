@@ -9,6 +9,7 @@ one linear layer: ~24 k parameters, enough for digits while small enough to trai
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from torch import nn
@@ -50,7 +51,10 @@ def convnext(size: str):
     def build(in_channels: int, num_classes: int) -> nn.Module:
         from torchvision import models
 
-        model = getattr(models, f"convnext_{size}")(weights=None, num_classes=num_classes)
+        # No stochastic depth, as timm builds ConvNeXt by default and Study B trained it (torchvision's
+        # default, 0.5 for Base, is its ImageNet-from-scratch recipe and draws from the global RNG).
+        model = getattr(models, f"convnext_{size}")(weights=None, num_classes=num_classes,
+                                                    stochastic_depth_prob=0.0)
         stem = model.features[0][0]
         model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, kernel_size=4, stride=4)
         return model
@@ -67,11 +71,42 @@ def build_classifier(architecture: str, in_channels: int, num_classes: int) -> n
     return builders[architecture](in_channels, num_classes)
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
-    """Start from local weights (torchvision state-dict layout); nothing is fetched at run time.
+# timm's ConvNeXt names -> torchvision's: stage i is features[2i+1], the downsampling before it
+# features[2i]; a block's depthwise conv, norm and two linears are block.0, .2, .3 and .5.
+_TIMM_CONVNEXT = [
+    (r"stem\.(\d)\.", lambda m: f"features.0.{m[1]}."),
+    (r"stages\.(\d+)\.downsample\.(\d)\.", lambda m: f"features.{2 * int(m[1])}.{m[2]}."),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.(conv_dw|norm|mlp\.fc1|mlp\.fc2)\.",
+     lambda m: f"features.{2 * int(m[1]) + 1}.{m[2]}.block.{_BLOCK_PART[m[3]]}."),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.gamma$", lambda m: f"features.{2 * int(m[1]) + 1}.{m[2]}.layer_scale"),
+    (r"head\.norm\.", lambda m: "classifier.0."),
+    (r"head\.fc\.", lambda m: "classifier.2."),
+]
+_BLOCK_PART = {"conv_dw": 0, "norm": 2, "mlp.fc1": 3, "mlp.fc2": 5}
 
-    An RGB stem is summed over its input channels for grey images, and tensors whose shape differs
-    (the task head) keep their fresh initialisation. Both are logged.
+
+def from_timm_convnext(state: dict) -> dict:
+    """A timm ConvNeXt state dict (e.g. ``convnext_base.fb_in22k_ft_in1k``, Study B's weights) in
+    torchvision's layout; the layer scale ``gamma`` (C,) becomes ``layer_scale`` (C, 1, 1)."""
+    out = {}
+    for name, tensor in state.items():
+        for pattern, replace in _TIMM_CONVNEXT:
+            m = re.match(pattern, name)
+            if m:
+                new = replace(m) + name[m.end():]
+                out[new] = tensor.reshape(-1, 1, 1) if new.endswith("layer_scale") else tensor
+                break
+        else:
+            out[name] = tensor
+    return out
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Start from local weights (torchvision's state-dict layout, or timm's ConvNeXt layout, which is
+    renamed); nothing is fetched at run time.
+
+    An RGB stem is summed over its input channels for grey images (as timm's ``in_chans=1``), and
+    tensors whose shape differs (the task head) keep their fresh initialisation. Both are logged.
     """
     path = Path(path)
     if not path.is_file():
@@ -79,6 +114,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
                                 f"download them once, e.g. torchvision's state dict, or set it to null")
     state = load_torch(path)
     state = state.get("state_dict", state)
+    if "stem.0.weight" in state:
+        state = from_timm_convnext(state)
     own = model.state_dict()
     loaded, skipped = {}, []
     for name, tensor in state.items():

@@ -16,11 +16,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..core.config import config_hash
+from ..core.config import config_hash, resume_settings
 from ..core.errors import PipelineError, TrainingDivergedError
 from ..core.imageset import array_digest, data_key
+from ..core.optim import build_optimizer
 from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
 from ..core.seeds import derive_seed
+from .augment import recipe_batch
 from .models import build_classifier, load_pretrained
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 # tracked, so which one is returned (selection) and when to stop (patience) only read that record.
 RESUMABLE_KEYS = ("epochs", "loader_workers", "selection", "patience")
 SELECTIONS = ("last", "best_val_loss")
+# Study B's recipe (issue 16), each with the value that trains as before; at that value a key stays out
+# of the resume key, so earlier checkpoints stay valid. classifier.augment holds their meaning.
+ADDED_KEYS = {"augment": None, "mix": None, "label_smoothing": 0.0, "ema_decay": None, "grad_clip": None,
+              "no_decay_1d": False}
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -79,12 +85,6 @@ def state_digest(state: dict) -> str:
     return array_digest(*(state[k].detach().cpu().numpy() for k in sorted(state)))
 
 
-def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
-    if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=cfg["learning_rate"], momentum=0.9, weight_decay=cfg["weight_decay"])
-    return torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-
-
 def _targets(labels: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(labels, dtype=torch.long if np.ndim(labels) == 1 else torch.float32)
 
@@ -108,6 +108,18 @@ def _check_finite(loss: torch.Tensor, section: str, cfg: dict, epoch: int) -> No
         raise TrainingDivergedError(
             f"the {section} loss became {loss.item()} in epoch {epoch + 1}: training diverged; lower "
             f"config key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
+
+
+def _ema(model: nn.Module, decay: float | None):
+    """Study B's EMA of the weights and buffers (bkh_pytorch_utils' callback): a copy of the initial
+    state, then state <- decay state + (1 - decay) new state after every optimiser step."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.update_parameters(model)  # the first update copies: the average starts at the initial state
+    return ema
 
 
 def _stopped(history: dict, patience: int | None) -> bool:
@@ -140,11 +152,17 @@ def train_classifier(
     weights (``best_val_loss``) or the last ones (``last``), and ``cfg["patience"]`` stops after that
     many epochs without improvement. ``section`` names the config section in error messages.
 
+    Study B's recipe is in ``cfg`` too (``ADDED_KEYS``; each off by default): ``augment``, ``mix`` and
+    ``label_smoothing`` change the training batches (``classifier.augment``), ``grad_clip`` clips the
+    gradient norm, ``no_decay_1d`` spares 1-D parameters weight decay, and with ``ema_decay`` an EMA of
+    the weights is what is validated, selected and returned (checkpointed, so a resume is exact).
+
     ``make_objective(model)`` builds an objective (``mitigation.objectives``; None: the mean loss over a
     random permutation) that sets each epoch's order, a per-batch transform, the loss and any extra
     trained modules (built right after the model, from the same seed); ``init_state``
     starts from given weights instead of ``cfg["pretrained"]`` or scratch (two-stage training).
     """
+    cfg = ADDED_KEYS | cfg
     selection, patience = cfg.get("selection", "last"), cfg.get("patience")
     if selection not in SELECTIONS:
         raise PipelineError(f"config key '{section}.selection' is {selection!r}; choose one of {SELECTIONS}")
@@ -154,6 +172,10 @@ def train_classifier(
                             "(assembly.val_fraction or data.val_fraction above 0) or set selection: last, "
                             "patience: null")
     y_all = _targets(labels)
+    if cfg["label_smoothing"] and (y_all.ndim != 2 or y_all.shape[1] < 2):
+        raise PipelineError(f"config key '{section}.label_smoothing' needs two or more labels: with one, Study B's "
+                            "rule (off = s / L, a positive becomes 1 - s + 2 off) puts the positive target "
+                            "above 1; set it to 0")
     in_channels = images_to_tensor(images[np.arange(1)]).shape[1]
     torch.manual_seed(derive_seed(seed, "init"))
     model = build_classifier(architecture, in_channels, num_classes)
@@ -164,9 +186,12 @@ def train_classifier(
     objective = None if make_objective is None else make_objective(model)
     model = model.to(device)
     extra = {} if objective is None else {name: m.to(device) for name, m in objective.modules.items()}
-    opt = _optimizer([p for m in (model, *extra.values()) for p in m.parameters()], cfg)
+    params = [p for m in (model, *extra.values()) for p in m.parameters()]
+    opt = build_optimizer(cfg["optimizer"], params, cfg["learning_rate"], cfg["weight_decay"], cfg["no_decay_1d"])
+    ema = _ema(model, cfg["ema_decay"])
+    evaluated = model if ema is None else ema.module  # the weights validated, selected and returned
     # Everything that shapes the model: the section, the seed and exactly which images and targets.
-    run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
+    run_hash = config_hash(resume_settings(cfg, RESUMABLE_KEYS, ADDED_KEYS)
                            | {"seed": seed, "arch": architecture, "images": data_key(images),
                               "targets": array_digest(labels),
                               "val": None if val is None else [data_key(val[0]), array_digest(val[1])],
@@ -185,6 +210,8 @@ def train_classifier(
                 module.load_state_dict(state["extra"][name])
             if objective is not None:
                 objective.load_state_dict(state["objective"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
             epoch, history, best_state = state["epoch"], state["history"], state["best_state"]
             log.info("resuming from %s at epoch %d", ckpt_path, epoch)
     bar = tqdm(total=cfg["epochs"], initial=epoch, desc=f"{architecture}", disable=not progress)
@@ -199,29 +226,35 @@ def train_classifier(
             x, y = images_to_tensor(x, device), y_all[idx].to(device)
             if objective is not None:
                 x = objective.transform(x, generator)
+            x, y = recipe_batch(x, y, generator, cfg)
             with autocast(device, precision):
                 logits = model(x).float()
                 loss = _loss(logits, y) if objective is None else objective.loss(logits, y, idx)
             _check_finite(loss, section, cfg, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg["grad_clip"] is not None:
+                nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(idx)
         history["train_loss"].append(total / len(y_all))
         if objective is not None:
             objective.end_epoch(history)
         if val is not None:
-            history["val_loss"].append(mean_loss(model, val[0], val_targets, 4 * cfg["batch_size"], device,
+            history["val_loss"].append(mean_loss(evaluated, val[0], val_targets, 4 * cfg["batch_size"], device,
                                                  precision, cfg.get("loader_workers", 0)))
             best = history["best_epoch"]
             if best is None or history["val_loss"][-1] < history["val_loss"][best - 1]:
                 history["best_epoch"] = epoch + 1
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
         epoch += 1
         atomic_torch_save({"epoch": epoch, "hash": run_hash, "model": model.state_dict(),
                            "optimizer": opt.state_dict(), "history": history, "best_state": best_state,
                            "extra": {name: m.state_dict() for name, m in extra.items()},
-                           "objective": {} if objective is None else objective.state_dict()}, ckpt_path)
+                           "objective": {} if objective is None else objective.state_dict(),
+                           "ema": None if ema is None else ema.state_dict()}, ckpt_path)
         bar.update(1)
         shown = {"loss": f"{history['train_loss'][-1]:.4f}"}
         if history["val_loss"]:
@@ -235,6 +268,8 @@ def train_classifier(
     history["selected_epoch"] = history["best_epoch"] if selection == "best_val_loss" else epoch
     if selection == "best_val_loss":
         model.load_state_dict(best_state)
+    elif ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     if _stopped(history, patience) and epoch < cfg["epochs"]:
         log.info("stopped early after epoch %d: no better validation loss for %d epochs", epoch, patience)
     log.info("returning the weights of epoch %d (selection: %s)", history["selected_epoch"], selection)

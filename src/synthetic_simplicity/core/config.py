@@ -163,6 +163,17 @@ def _check_datasets(config: dict) -> None:
                                   f"list one variant (its name names the pool's results folder)")
 
 
+def _check_diffusion(config: dict) -> None:
+    """At zero terminal SNR the last step's input is pure noise, so an epsilon prediction there says
+    nothing about the image (x0 = (x_T - eps) / 0): only v-prediction can be sampled."""
+    for name, section in config.items():
+        diffusion = section.get("diffusion") if isinstance(section, dict) else None
+        if diffusion and diffusion.get("rescale_betas_zero_snr") and diffusion.get("prediction_type") == "epsilon":
+            raise ConfigError(f"config key '{name}.diffusion.rescale_betas_zero_snr' is true with prediction_type "
+                              f"epsilon, which cannot be sampled at zero terminal SNR; set '{name}.diffusion."
+                              f"prediction_type: v_prediction' (as Study B) or rescale_betas_zero_snr: false")
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Return a copy of ``config`` with defaults filled in, or raise ConfigError naming the key."""
     root = yaml.safe_load(Path(schema_path).read_text())
@@ -186,6 +197,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         raise ConfigError(msg + more + "; see config/README.md")
     _check_site_names(config)
     _check_datasets(config)
+    _check_diffusion(config)
     for dataset in study_a_datasets(config):
         _resolve_variants(config[dataset], dataset)
     return config
@@ -246,3 +258,10 @@ def variant_synthesis(section: dict, name: str) -> dict:
 def config_hash(section: dict) -> str:
     """A short stable hash of a config section, stored as provenance and used to guard resumes."""
     return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resume_settings(cfg: dict, resumable: tuple[str, ...], added: dict) -> dict:
+    """The settings a training loop's resume key covers: all but the ``resumable`` keys, and keys
+    added to the section later (``added``: key -> the value that trains as before) only where they
+    differ from that value, so checkpoints written before a key existed stay valid."""
+    return {k: v for k, v in cfg.items() if k not in resumable and not (k in added and v == added[k])}

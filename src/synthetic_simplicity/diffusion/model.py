@@ -89,10 +89,29 @@ def build_unet(image_size: int, channels: int, num_classes: int | None, cfg: dic
     return _install_projection(model, cond_dim) if cond_dim else model
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
 def make_train_scheduler(cfg: dict):
+    """The noise schedule and what the UNet predicts; a key left out of ``cfg`` takes diffusers'
+    default (epsilon, no zero-terminal-SNR rescaling), which is the pipeline's default too."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=cfg["num_train_timesteps"], beta_schedule=cfg["beta_schedule"])
+    optional = {k: cfg[k] for k in ("prediction_type", "rescale_betas_zero_snr") if k in cfg}
+    return DDPMScheduler(num_train_timesteps=cfg["num_train_timesteps"], beta_schedule=cfg["beta_schedule"],
+                         **optional)
+
+
+def diffusion_target(prediction_type: str, x0: torch.Tensor, noise: torch.Tensor,
+                     alpha_bar: torch.Tensor) -> torch.Tensor:
+    """What the UNet learns to output at x_t = sqrt(a) x0 + sqrt(1-a) noise: the noise (epsilon) or
+    the velocity v = sqrt(a) noise - sqrt(1-a) x0 (v-prediction, Study B's; diffusers'
+    ``get_velocity``). Only v stays informative at zero terminal SNR, where x_T is pure noise."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; choose one of {PREDICTION_TYPES}")
 
 
 def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -16,18 +16,31 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..core.config import config_hash
+from ..core.config import config_hash, resume_settings
 from ..core.errors import TrainingDivergedError
 from ..core.imageset import array_digest, data_key
+from ..core.optim import build_optimizer
 from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
 from ..core.seeds import derive_seed
-from .model import build_unet, condition_tensor, drop_conditions, make_train_scheduler, pad_to, padded_size
+from .model import (
+    build_unet,
+    condition_tensor,
+    diffusion_target,
+    drop_conditions,
+    make_train_scheduler,
+    pad_to,
+    padded_size,
+)
 
 log = logging.getLogger(__name__)
 
 # Keys that may change without invalidating checkpoints: the budget can be extended and a
 # resumed run continues with the same schedule (constant LR after warm-up).
 RESUMABLE_KEYS = ("steps", "checkpoint_every", "keep_checkpoints", "grid_per_class")
+# Keys added with Study B's recipe (issue 16), with the value that trains as before. At that value a
+# key stays out of the resume key, so earlier checkpoints of a config without it stay valid.
+ADDED_KEYS = {"prediction_type": "epsilon", "rescale_betas_zero_snr": False, "optimizer": "adamw",
+              "no_decay_1d": False, "grad_clip": None, "ema_warmup": True}
 
 
 def _latest_checkpoint(ckpt_dir: Path, run_hash: str, steps: int, snapshots: list[int]) -> dict | None:
@@ -80,13 +93,14 @@ def train_diffusion(
     differ only in budget share this run (the learning rate is constant after warm-up, so the step-s
     snapshot is the model a step-s run would have given).
     """
+    cfg = ADDED_KEYS | cfg
     snapshots = sorted(int(s) for s in snapshots if s < cfg["steps"])
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     y_all = condition_tensor(conditions)
     cond_dim = None if y_all.ndim == 1 else y_all.shape[1]
     # Everything that shapes the model: the section, the seed and exactly which images and conditions.
-    run_hash = config_hash({k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
+    run_hash = config_hash(resume_settings(cfg, RESUMABLE_KEYS, ADDED_KEYS)
                            | {"seed": seed, "images": data_key(images), "conditions": array_digest(conditions),
                               "num_classes": num_classes, "cond_dim": cond_dim})
     channels, h, w = images_to_tensor(images[np.arange(1)]).shape[1:]
@@ -96,9 +110,12 @@ def train_diffusion(
     model = build_unet(max(h, w), channels, num_classes, cfg, cond_dim).to(device)
     from diffusers.training_utils import EMAModel
 
-    ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"],
-                            fused=True)
+    # Without warm-up the decay is constant from the second step on, as Study B's EMA (which started
+    # from the initial weights where this one starts from those after the first step).
+    ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=cfg["ema_warmup"],
+                   min_decay=0.0 if cfg["ema_warmup"] else cfg["ema_decay"])
+    opt = build_optimizer(cfg["optimizer"], model.parameters(), cfg["learning_rate"], cfg["weight_decay"],
+                          cfg["no_decay_1d"], fused=True)
     sched = make_train_scheduler(cfg)
     step, kept = 0, {}
     state = _latest_checkpoint(ckpt_dir, run_hash, cfg["steps"], snapshots)
@@ -136,13 +153,15 @@ def train_diffusion(
             group["lr"] = cfg["learning_rate"] * min(1.0, (step + 1) / max(1, cfg["warmup_steps"]))
         with autocast(device, precision):
             pred = model(xt, t, class_labels=y.to(device)).sample
-        loss = F.mse_loss(pred.float(), noise)
+        loss = F.mse_loss(pred.float(), diffusion_target(sched.config.prediction_type, x0, noise, a))
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"the {section} loss became {loss.item()} at step {step + 1}: training diverged; lower config "
                 f"key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg["grad_clip"] is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         opt.step()
         ema.step(model.parameters())
         step += 1

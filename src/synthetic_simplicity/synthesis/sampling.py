@@ -18,15 +18,23 @@ log = logging.getLogger(__name__)
 SAMPLERS = ("ddim", "dpmsolver++", "ddpm")
 
 
+# What the sampler takes from the training scheduler: the noise schedule and the meaning of the UNet's
+# output. The rest (timestep spacing, clipping) stays each sampler's own, as before these were shared.
+SHARED_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas",
+               "prediction_type", "rescale_betas_zero_snr")
+
+
 def make_sampler(name: str, scheduler_config: dict, clip_sample: bool):
-    """A diffusers scheduler sharing the training noise schedule.
+    """A diffusers scheduler sharing the training scheduler's noise schedule and prediction type.
 
     x0 clipping matters on briefly trained models: without it DPM-Solver++ saturated ~88 % of
-    samples (DESIGN.md §6), so ``clip_sample`` maps to each scheduler's own form of it.
+    samples (DESIGN.md §6), so ``clip_sample`` maps to each scheduler's own form of it. DDIM keeps
+    diffusers' "leading" spacing: at 200 steps that is t = 995, 990, ..., 0, the stride Study B's
+    Mediffusion DDIM200 takes.
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-    base = {k: scheduler_config[k] for k in ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}
+    base = {k: scheduler_config[k] for k in SHARED_KEYS}
     if name == "ddim":
         return DDIMScheduler(**base, clip_sample=clip_sample)
     if name == "ddpm":
@@ -79,12 +87,14 @@ def iter_samples(
                 x_in = torch.cat([x, x])
                 y_in = torch.cat([y, drop_conditions(y, torch.ones(len(y), dtype=torch.bool), num_classes)])
             with autocast(device, precision):
-                eps = model(x_in, t, class_labels=y_in).sample.float()
+                pred = model(x_in, t, class_labels=y_in).sample.float()
             if guidance_scale != 1.0:
-                cond, uncond = eps.chunk(2)
-                eps = uncond + guidance_scale * (cond - uncond)
+                # Mixing the raw outputs is guidance on epsilon whatever the prediction type: epsilon
+                # and x0 are affine in v at a fixed x_t, and the weights (1 - s, s) sum to one.
+                cond, uncond = pred.chunk(2)
+                pred = uncond + guidance_scale * (cond - uncond)
             # A list of generators gives each image its own noise in stochastic samplers.
-            x = scheduler.step(eps, t, x, generator=gens).prev_sample
+            x = scheduler.step(pred, t, x, generator=gens).prev_sample
         bar.update(len(y))
         yield tensor_to_images(crop_to(x, h, w))
     bar.close()
