@@ -163,6 +163,15 @@ def _check_datasets(config: dict) -> None:
                                   f"list one variant (its name names the pool's results folder)")
 
 
+def _check_diffusion_gpus(config: dict) -> None:
+    """Every generator's global batch divides evenly among its training processes."""
+    from ..diffusion.distributed import check_gpus
+
+    for name, section in config.items():
+        if isinstance(section, dict) and isinstance(section.get("diffusion"), dict):
+            check_gpus(section["diffusion"]["gpus"], section["diffusion"]["batch_size"], f"{name}.diffusion")
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Return a copy of ``config`` with defaults filled in, or raise ConfigError naming the key."""
     root = yaml.safe_load(Path(schema_path).read_text())
@@ -186,6 +195,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         raise ConfigError(msg + more + "; see config/README.md")
     _check_site_names(config)
     _check_datasets(config)
+    _check_diffusion_gpus(config)
     for dataset in study_a_datasets(config):
         _resolve_variants(config[dataset], dataset)
     return config
