@@ -72,18 +72,25 @@ def _resume_state(ckpt_dir: Path, run_hash: str, steps: int, snapshots: list[int
     return state
 
 
-def _step_batch(seed: int, step: int, n_rows: int, shape: tuple, timesteps: int, label_dropout: float):
+def _step_batch(seed: int, step: int, n_rows: int, shape: tuple, timesteps: int, label_dropout: float,
+                device: torch.device):
     """Step ``step``'s global batch: rows, label dropout, timesteps and noise of shape ``shape``, drawn
     whole and in this order from the generator seeded by (seed, step), then cut to this process's
-    equal share, so any number of processes trains on the same batch."""
+    equal share, so any number of processes trains on the same batch. On CUDA the noise comes from a
+    generator on the GPU, seeded by (seed, step) too: on the CPU, every process drawing the noise of
+    Study B's whole batch (144 x 256 x 256) took 0.1 s a step."""
     g = torch.Generator().manual_seed(derive_seed(seed, "step", step))
     idx = torch.randint(n_rows, shape[:1], generator=g)
     drop = torch.rand(shape[:1], generator=g) < label_dropout
     t = torch.randint(timesteps, shape[:1], generator=g)
-    noise = torch.randn(shape, generator=g)
+    if device.type == "cuda":
+        noise = torch.randn(shape, device=device,
+                            generator=torch.Generator(device).manual_seed(derive_seed(seed, "noise", step)))
+    else:
+        noise = torch.randn(shape, generator=g)
     rank, world = _process_group()
     share = slice(rank * shape[0] // world, (rank + 1) * shape[0] // world)
-    return idx[share], drop[share], t[share], noise[share]
+    return idx[share], drop[share], t[share].to(device), noise[share].to(device)
 
 
 def _mean_over_processes(loss: torch.Tensor) -> torch.Tensor:
@@ -168,12 +175,16 @@ def train_diffusion(
     net = _data_parallel(model, device)
     writer = _process_group()[0] == 0  # one process writes the checkpoints
 
+    saving = [0.0]  # seconds spent writing checkpoints (1.9 GB each at Study B's size)
+
     def checkpoint(step: int) -> None:
+        t = time.perf_counter()
         atomic_torch_save({"step": step, "hash": run_hash, "model": model.state_dict(),
                            "optimizer": opt.state_dict(), "ema": ema.state_dict(), "snapshots": kept},
                           ckpt_dir / f"step_{step:08d}.pt")
         for old in sorted(ckpt_dir.glob("step_*.pt"))[: -cfg["keep_checkpoints"]]:
             old.unlink()
+        saving[0] += time.perf_counter() - t
 
     model.train()
     bar = tqdm(total=cfg["steps"], initial=step, desc="diffusion", disable=not progress, mininterval=10)
@@ -181,10 +192,9 @@ def train_diffusion(
     start = step
     while step < cfg["steps"]:
         idx, drop, t, noise = _step_batch(seed, step, len(y_all), (cfg["batch_size"], channels, size, size),
-                                          sched.config.num_train_timesteps, cfg["label_dropout"])
+                                          sched.config.num_train_timesteps, cfg["label_dropout"], device)
         x0 = pad_to(images_to_tensor(images[idx.numpy()], device), size)
         y = drop_conditions(y_all[idx], drop, num_classes)
-        t, noise = t.to(device), noise.to(device)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for group in opt.param_groups:
@@ -222,7 +232,7 @@ def train_diffusion(
         "cond_dim": cond_dim,
         "hash": run_hash,
         "snapshots": {s: w for s, w in kept.items() if int(s) in snapshots},
-        "stats": {"steps": step, "resumed_from": start, "seconds": elapsed,
+        "stats": {"steps": step, "resumed_from": start, "seconds": elapsed, "checkpoint_seconds": saving[0],
                   "steps_per_s": (step - start) / elapsed if step > start else None,
                   "final_loss": float(np.mean(losses[-100:])) if losses else None},
     }
