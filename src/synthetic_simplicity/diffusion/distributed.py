@@ -23,6 +23,7 @@ import torch
 
 from ..core.config import ConfigError
 from ..core.errors import PipelineError
+from ..core.runtime import atomic_torch_save, load_torch, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,6 @@ def train_on_processes(real_path: str, cfg: dict, section: str, seed: int, devic
         how = f"was killed by signal {-codes[rank]}" if codes[rank] < 0 else f"failed (exit code {codes[rank]})"
         raise RuntimeError(f"training process {rank} of {section} {how}; exit codes of all: {codes}; "
                            f"their tracebacks are above in this log")
-    from ..core.runtime import load_torch
-
     return load_torch(run_dir / "bundle.pt")
 
 
@@ -121,7 +120,6 @@ def main(spec_path: str, rank: int) -> None:
     import torch.distributed as dist
 
     from ..core.imageset import open_images
-    from ..core.runtime import atomic_torch_save, seed_everything
     from .jobs import generator_inputs
     from .training import train_diffusion
 
