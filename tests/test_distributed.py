@@ -32,10 +32,11 @@ SECTION = "chexpert.diffusion"
 # conv bias is normalised away, its gradient is zero up to rounding, and Adam turns that rounding
 # into steps of +-lr that differ between any two summation orders (measured 0.012 after 20 steps).
 CFG = tiny_cfg(steps=60, checkpoint_every=4, block_out_channels=[16, 32])
-# Measured on 2 cores after 60 steps: weights differ by at most ~2e-4 (the attention's key bias, to
-# which softmax is invariant) and the denoiser's output by ~1e-5; giving both processes the same half
-# of the batch instead moved the weights by 0.04 and the output by 0.6 (20 steps).
-WEIGHT_ATOL, OUTPUT_ATOL = 1e-3, 1e-3
+# The attention's key bias is the other such parameter (softmax ignores it), at any width: compared
+# through the outputs only. Measured after 60 steps: key bias 4.0e-4, every other weight <= 7.0e-6,
+# outputs 2.9e-6; giving both processes the same half of the batch instead moved the weights by 0.04
+# and the outputs by 0.6 (20 steps).
+WEIGHT_ATOL, OUTPUT_ATOL = 1e-4, 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def test_two_processes_train_what_one_process_trains(real_h5, two, tmp_path, tor
     assert two["hash"] == one["hash"] and two["stats"]["steps"] == 60
     assert two["stats"]["final_loss"] == pytest.approx(one["stats"]["final_loss"], rel=1e-5)
     for name, weight in one["state_dict"].items():
-        torch.testing.assert_close(two["state_dict"][name], weight, rtol=0, atol=WEIGHT_ATOL, msg=name)
+        if not name.endswith("to_k.bias"):
+            torch.testing.assert_close(two["state_dict"][name], weight, rtol=0, atol=WEIGHT_ATOL, msg=name)
     x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     cond = torch.as_tensor(conditions[:8])
     cond[0] = float("nan")  # a dropped condition: the learned null embedding, trained on both sides
