@@ -150,7 +150,10 @@ def test_rules_declare_cluster_resources():
             assert re.search(rf"^\s+{name}[:=]", block, re.M), f"rule {rule} ({path.name}) declares no {name}"
         assert not re.search(r"slurm_partition|slurm_account|gpu_model", block), f"rule {rule}: site setting in a rule"
         torch_rule = "torch.yaml" in directive(block, "conda")
-        assert bool(re.search(r"^\s+gpu=1,", block, re.M)) == torch_rule, f"rule {rule}: gpu=1 iff it uses torch"
+        # train_diffusion asks for diffusion.gpus GPUs, every other torch rule for one
+        gpu = re.search(r"^\s+gpu=(1|diffusion_gpus),", block, re.M)
+        assert bool(gpu) == torch_rule, f"rule {rule}: gpu=1 iff it uses torch"
+        assert not gpu or (gpu[1] == "diffusion_gpus") == (rule == "train_diffusion"), f"rule {rule}: gpu={gpu[1]}"
         if torch_rule:
             assert re.search(r"^    retries: [1-9]", block, re.M), f"rule {rule}: no retries (it resumes)"
             assert "attempt" in block, f"rule {rule}: mem_mb/runtime should grow with attempt"

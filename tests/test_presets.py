@@ -10,7 +10,7 @@ import yaml
 
 from synthetic_simplicity.core.config import pool_datasets, validate_config
 from synthetic_simplicity.data.fixtures import write_chexpert_tree, write_mimic_tree, write_nifti_tree, write_own_tree
-from test_workflow import DEFAULT_CONFIG, REPO, check, job_stats, snakemake
+from test_workflow import DEFAULT_CONFIG, REPO, check, job_resources, job_stats, snakemake
 
 PRESETS = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -59,6 +59,9 @@ def test_every_preset_plans_its_figures(tmp_path, roots, name):
     generated = [d for d in cfg["datasets"] if d not in pool_datasets(cfg)]
     assert stats.get("train_diffusion") == (len(generated) + len(cfg["supplementation"]) or None)
     assert stats.get("import_synthetic") == (len(cfg["datasets"]) - len(generated) or None)
+    for wildcards, job in job_resources(out, "train_diffusion").items():  # --gpus=N on SLURM (chexpert: 4)
+        dataset = wildcards.removeprefix("dataset=")
+        assert int(job["gpu"]) == cfg[dataset]["diffusion"]["gpus"], (name, dataset, job)
     assert not (tmp_path / "results").exists()
 
 

@@ -57,6 +57,17 @@ def job_stats(output: str) -> dict[str, int]:
     return stats
 
 
+def job_resources(output: str, rule: str) -> dict[str, dict[str, str]]:
+    """{wildcards: {"threads": n, resource: value}} of every job of ``rule`` in a dry-run's output."""
+    jobs = {}
+    for block in re.split(r"^rule ", output, flags=re.M)[1:]:
+        if block.startswith(f"{rule}:"):
+            fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+            jobs[fields.get("wildcards", "")] = {"threads": fields.get("threads", "1")} | dict(
+                item.split("=", 1) for item in fields["resources"].split(", "))
+    return jobs
+
+
 def check(result: subprocess.CompletedProcess, rc: int = 0) -> str:
     assert result.returncode == rc, f"exit {result.returncode}:\n{result.stdout[-5000:]}"
     return result.stdout
@@ -105,7 +116,8 @@ def test_single_figure_target(tmp_path):
     ({"mnist": {"diffusion": {"steps": "many"}}}, "mnist.diffusion.steps"),
     ({"mnist": {"classifier": {"architectures": ["vgg"]}}}, "mnist.classifier.architectures"),
     ({"device": "gpu"}, "device"),
-], ids=["alpha-range", "digit-range", "unknown-key", "wrong-type", "bad-enum", "device"])
+    ({"mnist": {"diffusion": {"gpus": 3}}}, "mnist.diffusion.batch_size"),
+], ids=["alpha-range", "digit-range", "unknown-key", "wrong-type", "bad-enum", "device", "gpus-batch"])
 def test_config_error_names_key(tmp_path, override, key):
     override_file = tmp_path / "override.yaml"
     override_file.write_text(yaml.safe_dump(override))

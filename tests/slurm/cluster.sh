@@ -11,7 +11,8 @@
 # $SLURM_CONF cannot be used). 'start' refuses to overwrite a slurm.conf it did not write; 'stop'
 # removes its own, so afterwards client tools fail at once instead of waiting ~9 s for a
 # controller that is gone (the Snakemake plugin asks `scontrol show config` on every start).
-# The node has one fake GPU (gres.conf File=/dev/null), enough for --gpus scheduling.
+# The node has two fake GPUs (gres.conf File=/dev/null and /dev/zero), enough for --gpus scheduling
+# (two, so the generator's 2-process job, --gpus=2, fits).
 # Only localhost traffic: slurmctld/slurmd listen on ports 6817/6818 of this host.
 set -euo pipefail
 
@@ -98,10 +99,10 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
-$node Gres=gpu:1 State=UNKNOWN
+$node Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
-    printf '%s\nName=gpu File=/dev/null\n' "$MARK" >"$GRES"
+    printf '%s\nName=gpu File=/dev/null\nName=gpu File=/dev/zero\n' "$MARK" >"$GRES"
 
     slurmctld -i -f "$CONF"
     slurmd -f "$CONF"

@@ -64,6 +64,17 @@ def section(wildcards, name):
     return config[wildcards.dataset][name]
 
 
+def diffusion_gpus(wildcards):
+    """The generator's training processes, one per GPU: the job's gpu resource (diffusion.gpus)."""
+    return section(wildcards, "diffusion")["gpus"]
+
+
+def diffusion_settings(wildcards):
+    """The diffusion section without gpus: more or fewer GPUs sharing one global batch
+    train the same generator, so a new count must not retrain it (a param would)."""
+    return {k: v for k, v in section(wildcards, "diffusion").items() if k != "gpus"}
+
+
 def alpha_tag(alpha):
     """How an alpha appears in paths: 0, 0.25, 1."""
     return f"{alpha:g}"

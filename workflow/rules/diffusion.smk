@@ -20,13 +20,14 @@ rule train_diffusion:
     retries: 2  # a killed attempt resumes from its latest checkpoint
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    threads: lambda wildcards: 4 * diffusion_gpus(wildcards)
     resources:
-        gpu=1,
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        # one training process per GPU (diffusion.gpus); on SLURM this becomes --gpus=N
+        gpu=diffusion_gpus,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt * diffusion_gpus(wildcards),
         runtime=lambda wildcards, attempt: 120 * attempt,
     params:
-        diffusion=lambda wildcards: section(wildcards, "diffusion"),
+        diffusion=diffusion_settings,
         seed=config["seed"],
         device=config["device"],
         checkpoints=lambda wildcards: f"results/{wildcards.dataset}/diffusion/checkpoints",

@@ -1,4 +1,5 @@
-"""Rule train_diffusion: the class-conditional DDPM, resumable from its checkpoints."""
+"""Rule train_diffusion: the class-conditional DDPM, resumable from its checkpoints, on as many
+processes as the job has GPUs (resources gpu, from diffusion.gpus)."""
 
 from synthetic_simplicity.diffusion import jobs
 from synthetic_simplicity.core.joblog import job_log
@@ -16,4 +17,5 @@ with job_log(snakemake.log[0]):
         snakemake.params.checkpoints,
         threads=snakemake.threads,
         snapshots=snakemake.params.snapshots,
+        gpus=snakemake.resources.gpu,
     )

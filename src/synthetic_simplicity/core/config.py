@@ -164,11 +164,17 @@ def _check_datasets(config: dict) -> None:
 
 
 def _check_diffusion(config: dict) -> None:
-    """At zero terminal SNR the last step's input is pure noise, so an epsilon prediction there says
-    nothing about the image (x0 = (x_T - eps) / 0): only v-prediction can be sampled."""
+    """Every generator's global batch divides evenly among its training processes; and at zero terminal
+    SNR the last step's input is pure noise, so an epsilon prediction there says nothing about the image
+    (x0 = (x_T - eps) / 0): only v-prediction can be sampled."""
+    from ..diffusion.distributed import check_gpus
+
     for name, section in config.items():
         diffusion = section.get("diffusion") if isinstance(section, dict) else None
-        if diffusion and diffusion.get("rescale_betas_zero_snr") and diffusion.get("prediction_type") == "epsilon":
+        if not isinstance(diffusion, dict):
+            continue
+        check_gpus(diffusion["gpus"], diffusion["batch_size"], f"{name}.diffusion")
+        if diffusion.get("rescale_betas_zero_snr") and diffusion.get("prediction_type") == "epsilon":
             raise ConfigError(f"config key '{name}.diffusion.rescale_betas_zero_snr' is true with prediction_type "
                               f"epsilon, which cannot be sampled at zero terminal SNR; set '{name}.diffusion."
                               f"prediction_type: v_prediction' (as Study B) or rescale_betas_zero_snr: false")

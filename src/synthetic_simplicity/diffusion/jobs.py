@@ -14,25 +14,39 @@ from ..core.seeds import derive_seed
 log = logging.getLogger(__name__)
 
 
+def generator_inputs(real_path: str):
+    """What the generator trains on: the training rows (it never sees test images), their conditions
+    (Study A: class indices; Study B: condition vectors), the class count (None for vectors), the set."""
+    real = read_imageset(real_path, images=False)
+    rows = np.flatnonzero(real.split == SPLITS["train"])
+    multilabel = real.labels is not None
+    conditions = real.cond[rows] if multilabel else real.label[rows]
+    return rows, conditions, None if multilabel else len(real.class_names), real
+
+
 def train_diffusion(real_path: str, model_path: str, grid_path: str, cfg: dict, section: str, seed: int,
                     device_name: str, checkpoints: str, threads: int | None = None, progress: bool = True,
-                    snapshots: list[int] = ()) -> dict:
+                    snapshots: list[int] = (), gpus: int = 1) -> dict:
     """Study A conditions on the class, Study B on each row's condition vector; both train here.
-    ``snapshots``: earlier budgets kept in the bundle for Study A's generator variants."""
+    ``snapshots``: earlier budgets kept in the bundle for Study A's generator variants. ``gpus``: the
+    processes that share each step's global batch (``distributed``), one per GPU on CUDA."""
     from ..figures.samples import plot_grid
     from ..synthesis import sampling
     from .model import load_generator
     from .training import train_diffusion as train
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
-    log.info("device %s, precision %s", device, precision)
-    real = read_imageset(real_path, images=False)
-    rows = np.flatnonzero(real.split == SPLITS["train"])  # the generator never sees test images
-    multilabel = real.labels is not None
-    conditions = real.cond[rows] if multilabel else real.label[rows]
-    num_classes = None if multilabel else len(real.class_names)
-    bundle = train(open_images(real_path, rows), conditions, num_classes, cfg, seed, device, precision, checkpoints,
-                   section=section, progress=progress, snapshots=snapshots)
+    log.info("device %s, precision %s, %d training process(es)", device, precision, gpus)
+    rows, conditions, num_classes, real = generator_inputs(real_path)
+    multilabel = num_classes is None
+    if gpus > 1:
+        from .distributed import train_on_processes
+
+        bundle = train_on_processes(real_path, cfg, section, seed, device, precision, checkpoints, gpus, threads,
+                                    progress, snapshots)
+    else:
+        bundle = train(open_images(real_path, rows), conditions, num_classes, cfg, seed, device, precision,
+                       checkpoints, section=section, progress=progress, snapshots=snapshots)
     bundle["class_names"] = real.class_names
     bundle["precision"] = precision
     # Provenance that the generator saw training rows only (tests check it against the split).
