@@ -6,6 +6,7 @@ The console scripts are taken from the interpreter's own bin/ so the tests work 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -532,3 +533,6 @@ def test_job_log_shows_an_expected_failure_alone_and_a_bug_with_its_traceback(tm
         assert text.strip().splitlines()[-1].endswith(str(error))
         if not traceback_expected:
             assert screen.strip() == str(error)
+        # The process ends after its job: the interpreter's exit skips a sweep of every object so far.
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
