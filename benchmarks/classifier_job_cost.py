@@ -2,24 +2,26 @@
 
 The pipeline itself prepares the inputs of the default MNIST run (config/config.yaml: 720 training
 images per run, 10 epochs, batch 64) in --workdir; its generator is cut to 4 steps, since only the
-number and size of the synthetic images matter here. Then the classifier job of alpha 0.5 runs
-through Snakemake (its benchmark file gives the job's wall time), and its generated script is run
-twice more outside Snakemake:
+number and size of the synthetic images matter here. Then the runs of alpha 0.5 (--seeds of them)
+train through Snakemake, grouped into jobs by ``classifier.runs_per_job`` (--runs-per-job); the
+benchmark files give each job's wall time. The last job's generated script is run twice more outside
+Snakemake:
 
 - under ``python -X importtime``: which packages the job imports, who imports them, at what cost;
 - under a timer that wraps the job's own functions: data load (HDF5 pools and manifests), device
   init (seeding, device, precision), training, prediction and writing. The imports are done first
   and timed apart (the Snakemake preamble's, then the job's), so no phase pays for them.
 
-The rest of the job's time is interpreter start-up (``python -c pass``) and the remainder (the
-preamble unpickling its job, log set-up, exit).
+What is left is interpreter start-up, the rest of the script (the preamble unpickling its job, log
+set-up) and interpreter exit (measured from the script's last line to the process's end).
 
-No GPU is used. The GPU lines are an estimate: the imports and the preamble as measured here, plus
-``--cuda-init`` seconds for CUDA context and cuDNN/cuBLAS set-up, against ``--gpu-run`` seconds of
-training per run; both are assumptions, printed as such.
+No GPU is used. The GPU lines are an estimate: the job's fixed cost as measured here (start-up,
+imports, exit), plus ``--cuda-init`` seconds for CUDA context and cuDNN/cuBLAS set-up, against
+``--gpu-run`` seconds of GPU training per run; both are assumptions, printed as such, and applied to
+the MNIST paper protocol (5 alphas x 5 seeds per architecture) under each ``runs_per_job``.
 
-    python benchmarks/classifier_job_cost.py [--workdir DIR] [--arch cnn] [--seeds 1]
-        [--cuda-init 1.5] [--gpu-run 0.5]
+    python benchmarks/classifier_job_cost.py [--workdir DIR] [--arch cnn] [--seeds 3]
+        [--runs-per-job seeds] [--cuda-init 1.5] [--gpu-run 0.5]
 """
 
 import argparse
@@ -40,7 +42,7 @@ mnist:
   diffusion: { steps: 4, batch_size: 8, block_out_channels: [8, 16], checkpoint_every: 2, grid_per_class: 2 }
   synthesis: { sampling_steps: 2, max_degenerate_fraction: 1.0 }
   variants: [ { name: bench, architectures: [%(arch)s] } ]
-  classifier: { seeds: %(seeds)s }
+  classifier: { seeds: %(seeds)s, runs_per_job: %(unit)s }
 """
 # The job's own functions, by the phase they belong to (module, attribute, phase).
 PHASES = [
@@ -55,6 +57,9 @@ PHASES = [
 ]
 # Packages a classifier job should not need; the report says whether and by whom each is imported.
 WATCH = ("diffusers", "torchvision", "scipy", "pandas", "sklearn", "matplotlib", "seaborn", "PIL", "h5py")
+# The MNIST paper protocol per architecture: 5 alphas x 5 seeds, and the runs per job of each grouping.
+PAPER_RUNS = 25
+UNIT_RUNS = {"one": 1, "seeds": 5, "sweep": 25}
 
 
 def run_phases(script: str, preamble: list[str], job: list[str]) -> None:
@@ -90,8 +95,7 @@ def run_phases(script: str, preamble: list[str], job: list[str]) -> None:
 
     for module, attr, phase in PHASES:
         mod = importlib.import_module(module)
-        if hasattr(mod, attr):
-            setattr(mod, attr, timed(getattr(mod, attr), phase))
+        setattr(mod, attr, timed(getattr(mod, attr), phase))
     t3 = time.perf_counter()
     runpy.run_path(script, run_name="__main__")
     t4 = time.perf_counter()
@@ -140,7 +144,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/synthetic-simplicity-job-cost"))
     p.add_argument("--arch", default="cnn")
-    p.add_argument("--seeds", type=int, default=1, help="classifier seeds of the run (runs per alpha)")
+    p.add_argument("--seeds", type=int, default=3, help="classifier seeds, i.e. runs of alpha 0.5")
+    p.add_argument("--runs-per-job", default="seeds", choices=["one", "seeds", "sweep"])
     p.add_argument("--cuda-init", type=float, default=1.5,
                    help="assumed seconds of CUDA context + cuDNN/cuBLAS set-up per process (GPU estimate)")
     p.add_argument("--gpu-run", type=float, default=0.5,
@@ -154,7 +159,9 @@ def main():
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seeds))
-    (work / "bench.yaml").write_text(BENCH_CONFIG % {"arch": args.arch, "seeds": seeds})
+    # sweep trains every alpha; here only alpha 0.5 exists, so it groups like seeds.
+    (work / "bench.yaml").write_text(BENCH_CONFIG % {"arch": args.arch, "seeds": seeds, "unit": args.runs_per_job}
+                                     + ("  assembly: { alphas: [0.5] }\n" if args.runs_per_job == "sweep" else ""))
     runs = [f"results/mnist/variants/{VARIANT}/runs/erm/{args.arch}/alpha{ALPHA}_seed{s}" for s in seeds]
     manifests = [f"results/mnist/variants/{VARIANT}/manifests/alpha{ALPHA}_seed{s}.h5" for s in seeds]
     t0 = time.perf_counter()
@@ -193,6 +200,7 @@ def main():
     def biggest(names):
         """The costliest top-level imports of a group, as -X importtime measured them."""
         return ", ".join(f"{m} {cumulative[m]:.2f} s" for m in sorted(names, key=lambda m: -cumulative[m])[:3])
+
     by_package: dict[str, float] = {}
     for _, self_us, _, name in rows:
         if name not in startup:
@@ -211,7 +219,7 @@ def main():
     ph = json.loads(out.stdout.strip().splitlines()[-1])
     phases = ph["phases"]
     # Before the child's first line: interpreter start and this file's own imports; after its last
-    # line: interpreter exit (torch's teardown).
+    # line: interpreter exit.
     before, after = ph["started"] - launched, exited - ph["ended"]
     rest = ph["script"] - sum(phases.values())
     training = phases.get("training", 0.0)
@@ -219,12 +227,13 @@ def main():
 
     import torch
 
-    print(f"\nStudy A classifier job: {args.arch}, alpha {ALPHA}, {len(seeds)} seed(s) {seeds}, default run sizes; "
-          f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads 1 (the rule's), load average "
-          f"{os.getloadavg()[0]:.1f}")
-    print(f"Snakemake: {len(job_walls)} job(s), wall time per job (benchmark file): "
-          + ", ".join(f"{s:.2f} s" for s in job_walls) + f"; whole snakemake call {snakemake_wall:.1f} s")
-    print(f"one job's script run directly: {wall:.2f} s, of which")
+    print(f"\nStudy A classifier, {args.arch}, alpha {ALPHA}, seeds {seeds}, runs_per_job: {args.runs_per_job}; "
+          f"default run sizes; torch {torch.__version__}, {os.cpu_count()} CPUs, threads 1 (the rule's), "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"Snakemake: {len(job_walls)} job(s) for {len(runs)} run(s); wall time per job (benchmark file): "
+          + ", ".join(f"{s:.2f} s" for s in job_walls)
+          + f"; {sum(job_walls) / len(runs):.2f} s per run; whole snakemake call {snakemake_wall:.1f} s")
+    print(f"the last job's script run directly: {wall:.2f} s, of which")
     lines = [(f"interpreter start (python -c pass: {start_s:.2f} s) and this benchmark's own imports", before),
              (f"Snakemake preamble imports ({biggest(preamble)})", ph["preamble_imports"]),
              (f"job imports, including those made lazily during the job ({biggest(job)})", ph["job_imports"])]
@@ -234,9 +243,10 @@ def main():
     lines.append(("interpreter exit", after))
     for label, s in lines:
         print(f"  {s:7.2f} s  {100 * s / wall:5.1f} %  {label}")
-    fixed = wall - training
-    print(f"fixed cost (all but training): {fixed:.2f} s per job; training {training:.2f} s "
-          f"({training / n_runs:.2f} s per run, {n_runs} run(s)); training share {100 * training / wall:.0f} %")
+    fixed = start_s + ph["preamble_imports"] + ph["job_imports"] + rest + after
+    per_run = (wall - fixed) / n_runs
+    print(f"fixed cost per job (start, imports, rest, exit): {fixed:.2f} s; per run (training {training / n_runs:.2f} s, "
+          f"data, prediction, writing): {per_run:.2f} s; training share of this job {100 * training / wall:.0f} %")
 
     print("\nimports (python -X importtime, self time summed per top-level package, top 10):")
     for name, s in sorted(by_package.items(), key=lambda kv: -kv[1])[:10]:
@@ -248,13 +258,16 @@ def main():
         else:
             print(f"  {name}: not imported")
 
-    gpu_fixed = start_s + ph["preamble_imports"] + ph["job_imports"] + rest + after + args.cuda_init
-    gpu_train = args.gpu_run * n_runs
-    print(f"\nGPU ESTIMATE (not measured): fixed {gpu_fixed:.1f} s per job = start-up and imports as here "
-          f"+ {args.cuda_init:.1f} s CUDA/cuDNN set-up (assumed), data load/prediction/writing left out; "
-          f"training {args.gpu_run:.2f} s per run (assumed) x {n_runs} = {gpu_train:.1f} s; "
-          f"training share {100 * gpu_train / (gpu_train + gpu_fixed):.0f} %; runs per job for training to "
-          f"exceed start-up: {int(gpu_fixed // args.gpu_run) + 1}")
+    gpu_fixed = fixed + args.cuda_init
+    print(f"\nGPU ESTIMATE, not measured: fixed {gpu_fixed:.1f} s per job (this machine's {fixed:.1f} s + "
+          f"{args.cuda_init:.1f} s CUDA/cuDNN set-up, assumed); {args.gpu_run:.2f} s of training per run (assumed). "
+          f"MNIST paper protocol, per architecture ({PAPER_RUNS} runs):")
+    print("  runs_per_job  jobs  start-up  training  training share")
+    for unit, size in UNIT_RUNS.items():
+        jobs = PAPER_RUNS // size
+        train_s = PAPER_RUNS * args.gpu_run
+        print(f"  {unit:12s}  {jobs:4d}  {jobs * gpu_fixed:6.1f} s  {train_s:6.1f} s  "
+              f"{100 * train_s / (train_s + jobs * gpu_fixed):5.0f} %")
 
 
 if __name__ == "__main__":
