@@ -63,16 +63,19 @@ PRESETS = {"mnist": ("config/mnist_gpu.yaml", "mnist", {}),
 CXR_LABELS = 14
 
 
-def protocol_config(name: str) -> dict:
-    """The preset merged over config/config.yaml and validated (defaults filled), as Snakemake reads it."""
+def protocol_config(name: str, runs_per_job: str | None) -> dict:
+    """The preset merged over config/config.yaml and validated (defaults filled), as Snakemake reads it;
+    ``runs_per_job`` overrides the preset's grouping of Study A's classifier runs."""
     from snakemake.utils import update_config
 
     from synthetic_simplicity.core.config import validate_config
 
-    path, _, extra = PRESETS[name]
+    path, section, extra = PRESETS[name]
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     update_config(cfg, yaml.safe_load((ROOT / path).read_text()))
     update_config(cfg, extra)
+    if runs_per_job and name != "chexpert":
+        update_config(cfg, {section: {"classifier": {"runs_per_job": runs_per_job}}})
     return validate_config(cfg, SCHEMA)
 
 
@@ -398,8 +401,8 @@ def main():
     p.add_argument("--gpu-launch-us", type=float, default=10.0,
                    help="assumed GPU cost of one operator when kernel launches bound a step, microseconds")
     p.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--job-startup", type=float, default=4.2,
-                   help="seconds per classifier job (benchmarks/classifier_job_cost.py on this machine)")
+    p.add_argument("--job-startup", type=float, default=2.8,
+                   help="seconds per classifier job: start, imports, exit (benchmarks/classifier_job_cost.py here)")
     p.add_argument("--cuda-init", type=float, default=1.5, help="assumed CUDA set-up per GPU job, seconds")
     p.add_argument("--ddp-efficiency", type=float, default=0.9, help="assumed scaling of the generator on N GPUs")
     p.add_argument("--disk-gbps", type=float, default=1.0, help="assumed GB/s of writing checkpoints")
@@ -412,9 +415,10 @@ def main():
     p.add_argument("--chexpert-images", type=int, default=224_316)
     p.add_argument("--cxr-epochs", type=int, default=20)
     p.add_argument("--protocols", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--runs-per-job", choices=["one", "seeds", "sweep"], help="Study A's grouping (default: the preset's)")
     args = p.parse_args()
 
-    configs = {name: protocol_config(name) for name in args.protocols}
+    configs = {name: protocol_config(name, args.runs_per_job) for name in args.protocols}
     specs = {k: v for name in args.protocols for k, v in workloads(name, configs[name]).items()}
     devices = []
     if args.measure:
@@ -464,8 +468,9 @@ def main():
               f"{pr['runs']} classifier runs, {pr['runs_per_job']} per job")
         for stage, jobs in pr["stages"].items():
             total = sum(job[1] for job in jobs)
-            print(f"  {stage}: {len(jobs)} job(s), {total:,.0f} "
-                  + ("images x denoising steps" if stage == "sampling" else "training images (evaluation at 1/3)"))
+            unit = {"generator": "training images", "sampling": "images x denoising steps"}.get(
+                stage, "training images (evaluation images count a third)")
+            print(f"  {stage}: {len(jobs)} job(s), {total:,.0f} {unit}")
         needed = {job[0] for jobs in pr["stages"].values() for job in jobs}
         for d in devices:
             missing = sorted(needed - set(d["rates"]))

@@ -98,12 +98,13 @@ def methods(dataset):
 
 
 def classifier_settings(wildcards):
-    """The classifier section without the method list and the job size: adding an arm or regrouping
-    runs into jobs leaves every run's params, and so every existing run, as it was."""
+    """The classifier section without the keys that choose which runs exist (methods, architectures,
+    seeds) and how they are grouped into jobs: adding an arm, an architecture or a seed leaves every
+    other run's params as they were."""
     return {
         k: v
         for k, v in section(wildcards, "classifier").items()
-        if k not in ("methods", "runs_per_job")
+        if k not in ("methods", "architectures", "seeds", "runs_per_job")
     }
 
 
