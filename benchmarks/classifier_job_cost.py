@@ -245,7 +245,8 @@ def main():
         print(f"  {s:7.2f} s  {100 * s / wall:5.1f} %  {label}")
     fixed = start_s + ph["preamble_imports"] + ph["job_imports"] + rest + after
     per_run = (wall - fixed) / n_runs
-    print(f"fixed cost per job (start, imports, rest, exit): {fixed:.2f} s; per run (training {training / n_runs:.2f} s, "
+    print(f"fixed cost per job (start, imports, rest, exit): {fixed:.2f} s; "
+          f"per run (training {training / n_runs:.2f} s, "
           f"data, prediction, writing): {per_run:.2f} s; training share of this job {100 * training / wall:.0f} %")
 
     print("\nimports (python -X importtime, self time summed per top-level package, top 10):")

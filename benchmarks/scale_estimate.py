@@ -91,7 +91,8 @@ def workloads(name: str, cfg: dict) -> dict[str, dict]:
     out = {f"train_unet:{name}": {"kind": "train_unet", "batch": section["diffusion"]["batch_size"], **generator},
            f"sample_unet:{name}": {"kind": "sample_unet", "batch": section["synthesis"]["batch_size"], **generator}}
     archs = section["classifier"]["architectures"] if name == "chexpert" else \
-        sorted({a for v in section["variants"] for a in v["architectures"]} | {section["detectability"]["architecture"]})
+        sorted({a for v in section["variants"] for a in v["architectures"]}
+               | {section["detectability"]["architecture"]})
     for arch in archs:
         out[f"train_classifier:{arch}@{size}"] = {"kind": "classifier", "arch": arch, "size": size,
                                                   "classes": CXR_LABELS if name == "chexpert" else 2,
@@ -415,7 +416,8 @@ def main():
     p.add_argument("--chexpert-images", type=int, default=224_316)
     p.add_argument("--cxr-epochs", type=int, default=20)
     p.add_argument("--protocols", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    p.add_argument("--runs-per-job", choices=["one", "seeds", "sweep"], help="Study A's grouping (default: the preset's)")
+    p.add_argument("--runs-per-job", choices=["one", "seeds", "sweep"],
+                   help="Study A's grouping (default: the preset's)")
     args = p.parse_args()
 
     configs = {name: protocol_config(name, args.runs_per_job) for name in args.protocols}
@@ -445,7 +447,8 @@ def main():
                 print(f"measured {k}: {rates[k]:.3g} images/s at batch {batches[k]}, {flops[k] / 1e9:.3g} GFLOP "
                       f"per image, {ops[k]} operators per step, {params[k] / 1e6:.2f} M parameters "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        saved = {"device": f"this CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__})",
+        cpu = f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        saved = {"device": f"this CPU ({cpu})",
                  "job_startup_s": args.job_startup, "rates": rates, "measured_batch": batches,
                  "flops_per_image": flops, "ops_per_step": ops, "params": params}
         if args.rates_out:
@@ -481,9 +484,10 @@ def main():
                 times = stage_times(pr, d["rates"], d["job_startup_s"], n, args.ddp_efficiency,
                                     counted["params"] if counted else None, args.disk_gbps)
                 startup = d["job_startup_s"] * sum(1 for job in pr["stages"]["classifiers"] if job[2])
+                total = classifier_seconds(pr, d, counted, args)
                 print(f"  {d['device']}, {n} device(s): {human(sum(times.values()))} = "
                       + ", ".join(f"{s} {human(t)}" for s, t in times.items())
-                      + f"; classifier jobs start up for {human(startup)} of their {human(classifier_seconds(pr, d, counted, args))}")
+                      + f"; classifier jobs start up for {human(startup)} of their {human(total)}")
         if counted:
             rows = disk(name, pr, counted["params"], args.mnist_gzip_ratio if name == "mnist" else args.gzip_ratio)
             print(f"  disk: {gb(sum(b for _, b in rows[:-1]))}, and {gb(rows[-1][1])} more while a classifier job runs")

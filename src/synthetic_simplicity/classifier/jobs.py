@@ -80,8 +80,8 @@ def train_classifiers(real_path: str, synthetic_path: str, test_path: str, runs:
     method that is undefined on a training set writes a model file with the reason and no predictions."""
     methods_key = section + ".methods"
     if method == "dfr":
-        raise PipelineError(f"method dfr refits the ERM model's head (rule train_dfr_<dataset>), it is not trained here "
-                            f"(config key '{methods_key}')")
+        raise PipelineError(f"method dfr refits the ERM model's head (rule train_dfr_<dataset>), it is not "
+                            f"trained here (config key '{methods_key}')")
     if method != "erm":
         # The adversary's ramp spans the epoch budget, so with it a longer budget is a new run.
         ramp = method == "adversarial" and settings["ramp"]
