@@ -81,7 +81,7 @@ def test_camus_dag(tmp_path):
     root = write_nifti_tree(tmp_path / "data", 3)
     out = check(snakemake(tmp_path, *camus_args(root), "-n"))
     stats = job_stats(out)
-    assert stats["camus_real"] == 1 and stats["train_classifier"] == 6 and "mnist_real" not in stats
+    assert stats["camus_real"] == 1 and stats["train_classifier_camus"] == 6 and "mnist_real" not in stats
 
 
 @pytest.mark.parametrize("defect, says", [("missing_cfg", "Info_2CH.cfg: view info file is missing"),

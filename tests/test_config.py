@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthetic_simplicity.core.config import ConfigError, config_hash, study_a_datasets, validate_config
+from synthetic_simplicity.core.config import ConfigError, config_hash, job_runs, study_a_datasets, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -275,3 +275,19 @@ def test_added_training_keys_default_to_the_training_before_them():
         "translate": 12 / 256}
     assert study_b["chexpert"]["classifier"]["mix"] == {"mixup_alpha": 1.0, "cutmix_alpha": 0, "prob": 0.5,
                                                         "switch_prob": 0.5}
+
+
+@pytest.mark.parametrize("unit, runs", [
+    ("one", [("0.25", "1")]),
+    ("seeds", [("0.25", "0"), ("0.25", "1"), ("0.25", "2")]),
+    ("sweep", [(a, s) for a in ("0", "0.25", "0.5", "0.75", "1") for s in ("0", "1", "2")]),
+])
+def test_a_classifier_job_trains_the_runs_of_its_unit(unit, runs):
+    """The job of alpha 0.25, seed 1 (wildcards the unit does not use are ignored), and the same list as
+    path patterns, which the rules' outputs are made of."""
+    section = validate_config(load("config.yaml"), SCHEMA)["mnist"]
+    assert section["classifier"]["runs_per_job"] == "seeds"  # the documented default
+    section["classifier"]["runs_per_job"] = unit
+    assert job_runs(section, "0.25", "1") == runs
+    patterns = job_runs(section, "{alpha}", "{seed}")
+    assert [(a.replace("{alpha}", "0.25"), s.replace("{seed}", "1")) for a, s in patterns] == runs

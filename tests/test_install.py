@@ -105,24 +105,26 @@ def test_envs_pins_match_pyproject():
 
 
 def rule_blocks() -> dict[str, tuple[Path, str]]:
-    """rule name -> (file, text of its block), for every rule in workflow/rules/*.smk."""
+    """rule name -> (file, text of its block), for every rule in workflow/rules/*.smk. A rule defined in a
+    loop over the datasets (``rule:`` with ``name: f"train_classifier_{dataset}"``) keeps ``{dataset}``."""
     blocks = {}
     for path in sorted((REPO / "workflow/rules").glob("*.smk")):
         text = path.read_text()
-        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, re.M):
-            assert m[1] not in blocks, f"rule {m[1]} defined twice"
-            blocks[m[1]] = (path, m[2])
+        for m in re.finditer(r"^( *)rule(?: (\w+))?:\n((?:\1[ \t]+.*\n|\n)*)", text, re.M):
+            name = m[2] or re.search(r"^\s+name:\s*\n\s+f?\"([^\"]+)\"", m[3], re.M)[1]
+            assert name not in blocks, f"rule {name} defined twice"
+            blocks[name] = (path, m[3])
     return blocks
 
 
 def directive(block: str, name: str) -> str | None:
-    m = re.search(rf"^    {name}:\s*\n\s+(\S.*)$", block, re.M)
+    m = re.search(rf"^\s+{name}:\s*\n\s+(\S.*)$", block, re.M)
     return m[1].strip().rstrip(",") if m else None
 
 
 def test_rules_have_log_and_existing_conda_env():
     blocks = rule_blocks()
-    assert {"mnist_real", "train_diffusion", "sample_synthetic", "assemble_alpha", "train_classifier",
+    assert {"mnist_real", "train_diffusion", "sample_synthetic", "assemble_alpha", "train_classifier_{dataset}",
             "evaluate_run", "aggregate_alpha", "figure_alpha", "figure_samples"} <= set(blocks)
     envs = {p.resolve() for p in ENVS}
     for rule, (path, block) in blocks.items():
@@ -132,12 +134,14 @@ def test_rules_have_log_and_existing_conda_env():
         env = (path.parent / yaml.safe_load(conda)).resolve()
         assert env in envs, f"rule {rule}: conda env {conda} is not one of envs/*.yaml"
     torch_rules = {r for r, (p, b) in blocks.items() if "torch.yaml" in directive(b, "conda")}
-    assert torch_rules == {"train_diffusion", "sample_synthetic", "train_classifier", "train_dfr", "sample_replicas",
-                           "task_reference", "detectability", "detectability_replicas",
+    assert torch_rules == {"train_diffusion", "sample_synthetic", "train_classifier_{dataset}", "train_dfr_{dataset}",
+                           "sample_replicas", "task_reference", "detectability", "detectability_replicas",
                            "train_supplementation"}
-    # The SLURM profile restates every GPU rule, so a site sets partition/model for all of them in one place.
+    # The SLURM profile restates every GPU rule, so a site sets partition/model for all of them in one place;
+    # the per-dataset rules for the two built-in datasets.
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
-    assert set(profile["set-resources"]) == torch_rules
+    expected = {r.replace("{dataset}", d) for r in torch_rules for d in ("mnist", "camus")}
+    assert set(profile["set-resources"]) == expected
 
 
 def test_rules_declare_cluster_resources():
@@ -155,7 +159,7 @@ def test_rules_declare_cluster_resources():
         assert bool(gpu) == torch_rule, f"rule {rule}: gpu=1 iff it uses torch"
         assert not gpu or (gpu[1] == "diffusion_gpus") == (rule == "train_diffusion"), f"rule {rule}: gpu={gpu[1]}"
         if torch_rule:
-            assert re.search(r"^    retries: [1-9]", block, re.M), f"rule {rule}: no retries (it resumes)"
+            assert re.search(r"^\s+retries: [1-9]", block, re.M), f"rule {rule}: no retries (it resumes)"
             assert "attempt" in block, f"rule {rule}: mem_mb/runtime should grow with attempt"
 
 

@@ -37,15 +37,16 @@ def run_dir(workdir, method, alpha):
 
 
 def test_preset_dag_runs_every_arm_and_dfr_reuses_erm(tmp_path):
-    """The preset: 7 trained arms x 2 variants x 5 alphas x 3 seeds; dfr refits ERM's 30 models; one
-    harmonised pool per variant; the default run has none of it."""
+    """The preset: 7 trained arms x 2 variants x 5 alphas x 3 seeds, the seeds of one alpha in one job;
+    dfr refits ERM's 30 models, in the same grouping; one harmonised pool per variant; the default run
+    has none of it."""
     stats = job_stats(check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), str(MITIGATION_PRESET), "-n")))
-    assert stats["train_classifier"] == 7 * 2 * 5 * 3
-    assert stats["train_dfr"] == stats["assemble_balanced"] * 5 == 30
+    assert stats["train_classifier_mnist"] == 7 * 2 * 5
+    assert stats["train_dfr_mnist"] == 2 * 5 and stats["assemble_balanced"] == 2 * 3
     assert stats["harmonise_pool"] == 2 and stats["evaluate_run"] == 8 * 30
     assert stats["figure_mitigation"] == stats["mitigation_summary"] == 1
     default = job_stats(check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), "-n")))
-    assert not {"train_dfr", "harmonise_pool", "figure_mitigation", "assemble_balanced"} & set(default)
+    assert not {"train_dfr_mnist", "harmonise_pool", "figure_mitigation", "assemble_balanced"} & set(default)
 
 
 def test_methods_without_erm_are_refused(tmp_path):
@@ -77,7 +78,7 @@ def test_two_stage_is_skipped_where_a_stage_has_one_class(arms):
         assert pd.read_csv(run / "predictions.csv").empty
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["skipped"] is True and metrics["acc_avg"] is None
-        log = workdir / f"logs/classifier/mnist_main_two_stage_cnn_alpha{alpha}_seed0.log"
+        log = workdir / f"logs/classifier/mnist_main_two_stage_cnn_alpha{alpha}.log"
         assert "two_stage is skipped at this alpha" in log.read_text()
     trained = load_torch(run_dir(workdir, "two_stage", 0.5) / "model.pt")
     assert set(trained["history"]) == {"synthetic", "real"}
@@ -128,7 +129,7 @@ def test_the_shortcut_summary_reads_the_erm_runs_only(arms):
 def test_changing_the_arms_or_one_setting_leaves_the_other_runs_alone(arms):
     workdir, _ = arms
     fewer = dry_run(workdir, 'mnist={"classifier":{"methods":["erm","reweight","groupdro"]}}')
-    assert "train_classifier" not in job_stats(fewer) and "train_dfr" not in job_stats(fewer)
+    assert "train_classifier_mnist" not in job_stats(fewer) and "train_dfr_mnist" not in job_stats(fewer)
     changed = dry_run(workdir, 'mnist={"mitigation":{"groupdro":{"step_size":0.2}}}')
     planned = set(re.findall(r"runs/(\w+)/cnn/alpha[0-9.]+_seed0/model\.pt", changed))
     assert planned == {"groupdro"}, planned

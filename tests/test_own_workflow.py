@@ -98,7 +98,7 @@ def test_user_pool_replaces_the_generator(tmp_path, trees, layout):
     stats = job_stats(out)
     assert "train_diffusion" not in stats and "sample_synthetic" not in stats
     assert stats["own_real"] == 1 and stats["import_synthetic"] == 1 and stats["detectability"] == 1
-    assert stats["train_classifier"] == 3 * 2  # alphas x methods (one seed, one architecture)
+    assert stats["train_classifier_knee"] == 3 * 2  # alphas x methods (one seed, one architecture)
     for name in ("alpha.pdf", "samples.png", "fidelity.pdf", "fingerprints.pdf", "mitigation.pdf"):
         assert f"results/figures/knee_{name}" in out
     assert not (tmp_path / "results").exists()
@@ -220,7 +220,7 @@ def test_tiny_rgb_csv_run(tmp_path):
     cfg["knee"]["classifier"]["methods"] = ["erm"]
     out = check(snakemake(tmp_path, "--cores", "2", "--configfile", str(DEFAULT_CONFIG),
                           config_file(tmp_path / "c.yaml", cfg)))
-    assert job_stats(out)["train_classifier"] == 3
+    assert job_stats(out)["train_classifier_knee"] == 3
     for name in ("real.h5", "variants/vendor/synthetic.h5"):
         assert read_imageset(tmp_path / "results/knee" / name).images.shape == (60, 3, 12, 12), name
     assert (tmp_path / "results/figures/knee_alpha.pdf").read_bytes()[:4] == b"%PDF"

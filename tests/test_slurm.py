@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 SNAKEFILE = REPO / "Snakefile"
 TEST_CONFIG = REPO / "config" / "test.yaml"
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-GPU_RULES = {"train_diffusion", "sample_synthetic", "train_classifier", "task_reference", "detectability"}
+GPU_RULES = {"train_diffusion", "sample_synthetic", "train_classifier_mnist", "task_reference", "detectability"}
 CPU_RULES = {"mnist_real", "assemble_alpha", "assemble_test"}  # submitted, no GPU
 LOCAL_RULES = {"evaluate_run", "aggregate_alpha", "figure_alpha", "figure_samples", "aggregate_detectability",
                "shortcut_summary", "figure_fidelity", "figure_fingerprints"}
@@ -155,7 +155,7 @@ def test_tiny_preset_on_slurm(cluster, tmp_path):
         for j in js:
             gpu = "gpu:1" in j.get("TresPerJob", "") or "gres/gpu=1" in j.get("TRES", "")
             assert gpu == (rule in GPU_RULES), f"{rule} job {j['JobId']}: TresPerJob={j.get('TresPerJob')}"
-    assert len(by_rule["train_classifier"]) == 9  # main: cnn + resnet18, early: cnn; 3 alphas each
+    assert len(by_rule["train_classifier_mnist"]) == 9  # main: cnn + resnet18, early: cnn; 3 alphas each
     assert len(by_rule["sample_synthetic"]) == 2 and len(by_rule["detectability"]) == 2
     states = sorted(j["JobState"] for j in by_rule["train_diffusion"])
     assert states == ["CANCELLED", "COMPLETED"], states

@@ -132,7 +132,7 @@ def test_chexpert_preset_plans_study_b(tmp_path):
                     "sample_replicas": 1, "assemble_supplementation": 12, "train_supplementation": 12,
                     "evaluate_supplementation_run": 12, "aggregate_supplementation": 1}.items():
         assert stats.get(rule) == n, f"{rule}: {stats.get(rule)} jobs, expected {n} ({stats})"
-    assert "train_classifier" not in stats and "mnist_real" not in stats
+    assert not [r for r in stats if r.startswith("train_classifier")] and "mnist_real" not in stats
     assert "results/chexpert/runs/convnext_base/mixed-mimic_k5_seed0/metrics.json" in out
 
 

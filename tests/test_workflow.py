@@ -6,6 +6,7 @@ The console scripts are taken from the interpreter's own bin/ so the tests work 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -78,11 +79,11 @@ def check(result: subprocess.CompletedProcess, rc: int = 0) -> str:
 
 def test_default_dag(tmp_path):
     """Two sampler variants share one generator: it is trained once, and each variant gets its own
-    pools, detectability, 5 alphas x 3 seeds of the CNN."""
+    pools, detectability, 5 alphas x 3 seeds of the CNN, the 3 seeds of an alpha trained in one job."""
     out = check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), "-n"))
     stats = job_stats(out)
     for rule, n in {"train_diffusion": 1, "sample_synthetic": 2, "detectability": 2, "task_reference": 1,
-                    "train_classifier": 30, "assemble_alpha": 30, "evaluate_run": 30, "aggregate_alpha": 1,
+                    "train_classifier_mnist": 10, "assemble_alpha": 30, "evaluate_run": 30, "aggregate_alpha": 1,
                     "aggregate_detectability": 1, "shortcut_summary": 1, "figure_alpha": 1, "figure_samples": 1,
                     "figure_fidelity": 1, "figure_fingerprints": 1, "all": 1}.items():
         assert stats.get(rule) == n, f"{rule}: {stats.get(rule)} jobs, expected {n} ({stats})"
@@ -105,8 +106,24 @@ def test_single_figure_target(tmp_path):
     # The target goes first: --configfile takes any number of values.
     out = check(snakemake(tmp_path, "results/figures/mnist_alpha.pdf", "--configfile", str(DEFAULT_CONFIG), "-n"))
     stats = job_stats(out)
-    assert stats["figure_alpha"] == 1 and stats["train_classifier"] == 30
+    assert stats["figure_alpha"] == 1 and stats["train_classifier_mnist"] == 10
     assert "figure_samples" not in stats and "all" not in stats
+
+
+@pytest.mark.parametrize("unit, runs_per_job", [("one", 1), ("seeds", 3), ("sweep", 15)])
+def test_runs_per_job_groups_the_runs_into_jobs(tmp_path, unit, runs_per_job):
+    """Every run of the default sweep is an output of exactly one job, whatever the grouping; a job's
+    time limit covers its runs."""
+    override = f'mnist={{"classifier":{{"runs_per_job":"{unit}"}}}}'
+    out = check(snakemake(tmp_path, "--configfile", str(DEFAULT_CONFIG), "-n", "--config", override))
+    stats = job_stats(out)
+    assert stats["train_classifier_mnist"] == 30 // runs_per_job and stats["evaluate_run"] == 30
+    jobs = re.findall(r"rule train_classifier_mnist:\n    input: .*\n    output: (.*)\n(?:.*\n)*?"
+                      r"    resources: .*runtime=(\d+)", out)
+    models = [path for outputs, _ in jobs for path in outputs.split(", ") if path.endswith("model.pt")]
+    assert len(models) == len(set(models)) == 30
+    assert {len([p for p in outputs.split(", ") if p.endswith("model.pt")]) for outputs, _ in jobs} == {runs_per_job}
+    assert {int(runtime) for _, runtime in jobs} == {60 * runs_per_job}
 
 
 @pytest.mark.parametrize("override, key", [
@@ -318,8 +335,9 @@ def test_tiny_rule_logs(tiny):
             for s in m["classifier"]["seeds"]:
                 logs.append(f"assembly/mnist_{name}_alpha{alpha_tag(a)}_seed{s}.log")
                 for arch in v["architectures"]:
-                    logs += [f"classifier/mnist_{name}_erm_{arch}_alpha{alpha_tag(a)}_seed{s}.log",
-                             f"evaluation/mnist_{name}_erm_{arch}_alpha{alpha_tag(a)}_seed{s}.log"]
+                    logs.append(f"evaluation/mnist_{name}_erm_{arch}_alpha{alpha_tag(a)}_seed{s}.log")
+            # One classifier job per alpha trains its seeds (classifier.runs_per_job: seeds).
+            logs += [f"classifier/mnist_{name}_erm_{arch}_alpha{alpha_tag(a)}.log" for arch in v["architectures"]]
     missing = [p for p in logs if not (workdir / "logs" / p).is_file()]
     assert not missing, f"missing logs: {missing}"
     on_disk = {str(p.relative_to(workdir / "logs")) for p in (workdir / "logs").rglob("*.log")}
@@ -349,7 +367,7 @@ def test_tiny_second_invocation_does_nothing(noop):
 @pytest.mark.slow
 def test_tiny_rerun_only_what_was_lost(rerun):
     stats = rerun["stats"]
-    assert stats == {"train_classifier": 2, "evaluate_run": 2, "aggregate_alpha": 1, "figure_alpha": 1,
+    assert stats == {"train_classifier_mnist": 2, "evaluate_run": 2, "aggregate_alpha": 1, "figure_alpha": 1,
                      "shortcut_summary": 1, "figure_fidelity": 1, "all": 1}, rerun["dry"]
     planned = set(re.findall(r"output: (results/mnist/variants/\S+)/model\.pt", rerun["dry"]))
     assert planned == {"results/mnist/variants/main/runs/erm/cnn/alpha0.5_seed0",
@@ -450,6 +468,63 @@ def test_other_digits_never_resume_the_old_generator(tmp_path):
     assert bundle["class_names"] == ["3", "8"]
 
 
+def run_files(workdir: Path, run: str) -> dict:
+    """A run's metrics and predictions as bytes, and its model's weights, history and counts."""
+    import torch
+
+    d = workdir / "results/mnist/variants/main/runs/erm/cnn" / run
+    bundle = torch.load(d / "model.pt", weights_only=True)
+    return {"metrics": (d / "metrics.json").read_bytes(), "predictions": (d / "predictions.csv").read_bytes(),
+            "weights": {k: v.numpy().tobytes() for k, v in bundle["state_dict"].items()},
+            "history": bundle["history"], "counts": bundle["train_counts"]}
+
+
+@pytest.mark.slow
+def test_runs_of_a_killed_job_resume_and_match_runs_of_their_own(tiny, tmp_path):
+    """Two seeds of one alpha in one job (runs_per_job: seeds), SIGKILLed while the second run trains:
+    the rerun reloads the finished run's last checkpoint and resumes the other, and both end exactly as
+    when each run is a job of its own (runs_per_job: one), which is how runs were trained before."""
+    import signal
+    import time
+
+    runs = ["alpha0.5_seed0", "alpha0.5_seed1"]
+    targets = [f"results/mnist/variants/main/runs/erm/cnn/{r}/metrics.json" for r in runs]
+    results = {}
+    for unit in ("seeds", "one"):
+        workdir = tmp_path / unit
+        shutil.copytree(tiny[0], workdir)  # the tiny run's real images, pools and manifests
+        override = tmp_path / f"{unit}.yaml"
+        override.write_text(yaml.safe_dump({"mnist": {"classifier": {"seeds": [0, 1], "epochs": 300,
+                                                                      "runs_per_job": unit}}}))
+        args = [*targets, "--configfile", str(TEST_CONFIG), str(override), "--config", "device=cpu", "--cores", "1"]
+        if unit == "seeds":
+            env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+            proc = subprocess.Popen([str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir),
+                                     "--workflow-profile", "none", *args], cwd=workdir, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            run_dir = workdir / "results/mnist/variants/main/runs/erm/cnn"
+            deadline = time.monotonic() + 300
+            while not ((run_dir / runs[0] / "model.pt").exists() and (run_dir / runs[1] / "checkpoint.pt").exists()) \
+                    and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            assert not (run_dir / runs[1] / "model.pt").exists(), "the job finished before it was killed; raise epochs"
+            assert (run_dir / runs[0] / "checkpoint.pt").exists()  # kept until every run of the job is saved
+            check(snakemake(workdir, *args, "--unlock"))
+            check(snakemake(workdir, *args, "--rerun-incomplete"))
+            log = (workdir / "logs/classifier/mnist_main_erm_cnn_alpha0.5.log").read_text()
+            assert f"{runs[0]}/checkpoint.pt at epoch 300" in log, log[-3000:]
+            resumed = re.search(rf"{runs[1]}/checkpoint.pt at epoch (\d+)", log)
+            assert resumed and 0 < int(resumed[1]) < 300, log[-3000:]
+            assert not list(run_dir.glob("*/checkpoint.pt"))
+        else:
+            out = check(snakemake(workdir, *args))
+            assert job_stats(out)["train_classifier_mnist"] == 2
+        results[unit] = [run_files(workdir, r) for r in runs]
+    assert results["seeds"] == results["one"]
+
+
 # --------------------------------------------------------------------------- job errors
 
 
@@ -470,3 +545,6 @@ def test_job_log_shows_an_expected_failure_alone_and_a_bug_with_its_traceback(tm
         assert text.strip().splitlines()[-1].endswith(str(error))
         if not traceback_expected:
             assert screen.strip() == str(error)
+        # The process ends after its job: the interpreter's exit skips a sweep of every object so far.
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()

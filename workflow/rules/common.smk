@@ -2,6 +2,8 @@
 from pathlib import Path
 
 from synthetic_simplicity.core.config import (
+    alpha_tag,
+    job_runs,
     own_datasets,
     pool_datasets,
     study_a_datasets,
@@ -75,11 +77,6 @@ def diffusion_settings(wildcards):
     return {k: v for k, v in section(wildcards, "diffusion").items() if k != "gpus"}
 
 
-def alpha_tag(alpha):
-    """How an alpha appears in paths: 0, 0.25, 1."""
-    return f"{alpha:g}"
-
-
 def variant_dir(dataset, variant):
     """Where one generator variant's pools, alpha sweep and detectability live."""
     return f"results/{dataset}/variants/{variant}"
@@ -112,9 +109,14 @@ def methods(dataset):
 
 
 def classifier_settings(wildcards):
-    """The classifier section without the method list: adding an arm leaves every run's params, and
-    so every existing run, as it was."""
-    return {k: v for k, v in section(wildcards, "classifier").items() if k != "methods"}
+    """The classifier section without the keys that choose which runs exist (methods, architectures,
+    seeds) and how they are grouped into jobs: adding an arm, an architecture or a seed leaves every
+    other run's params as they were."""
+    return {
+        k: v
+        for k, v in section(wildcards, "classifier").items()
+        if k not in ("methods", "architectures", "seeds", "runs_per_job")
+    }
 
 
 def run_dirs(dataset, only=None):
@@ -130,12 +132,32 @@ def run_dirs(dataset, only=None):
     ]
 
 
-def run_dir(wildcards, method=None):
-    """The run in the wildcards, or the same run of another method (dfr retrains ERM's)."""
+def job_paths(dataset, pattern):
+    """``pattern`` (a path with {alpha} and {seed}) for every run that one classifier job of the dataset
+    trains (classifier.runs_per_job), in the order of its outputs; what the job does not batch stays a
+    wildcard. Rule outputs must be fixed when the workflow is read, hence one rule per dataset.
+    """
+    return [
+        pattern.replace("{alpha}", a).replace("{seed}", s)
+        for a, s in job_runs(config[dataset], "{alpha}", "{seed}")
+    ]
+
+
+def job_name(dataset, method="{method}"):
+    """The wildcards of one classifier job, as its log and benchmark file name."""
+    (alpha, seed), *_ = job_runs(config[dataset], "{alpha}", "{seed}")
+    name = f"{{dataset}}_{{variant}}_{method}_{{arch}}"
     return (
-        f"{variant_dir(wildcards.dataset, wildcards.variant)}/runs/"
-        f"{method or wildcards.method}/{wildcards.arch}/alpha{wildcards.alpha}_seed{wildcards.seed}"
+        name
+        + ("_alpha{alpha}" if alpha == "{alpha}" else "")
+        + ("_seed{seed}" if seed == "{seed}" else "")
     )
+
+
+def job_minutes(dataset, per_run):
+    """A classifier job's time limit: ``per_run`` minutes for each of its runs, more on each retry."""
+    runs = len(job_runs(config[dataset], None, None))
+    return lambda wildcards, attempt: per_run * attempt * runs
 
 
 def training_pool(wildcards):

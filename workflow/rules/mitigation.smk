@@ -22,35 +22,55 @@ rule harmonise_pool:
         "../scripts/harmonise_pool.py"
 
 
-rule train_dfr:
-    input:
-        erm=lambda wildcards: f"{run_dir(wildcards, 'erm')}/model.pt",
-        real="results/{dataset}/real.h5",
-        synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
-        balanced="results/{dataset}/variants/{variant}/manifests/balanced_seed{seed}.h5",
-        test="results/{dataset}/variants/{variant}/manifests/test.h5",
-    output:
-        model="results/{dataset}/variants/{variant}/runs/dfr/{arch}/alpha{alpha}_seed{seed}/model.pt",
-        predictions="results/{dataset}/variants/{variant}/runs/dfr/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
-    log:
-        "logs/mitigation/{dataset}_{variant}_dfr_{arch}_alpha{alpha}_seed{seed}.log",
-    benchmark:
-        "results/benchmarks/mitigation/{dataset}_{variant}_dfr_{arch}_alpha{alpha}_seed{seed}.tsv"
-    retries: 2  # a killed attempt refits from the ERM model again (seconds)
-    conda:
-        "../../envs/torch.yaml"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=lambda wildcards, attempt: 3000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
-    params:
-        classifier=classifier_settings,
-        dfr=lambda wildcards: section(wildcards, "mitigation")["dfr"],
-        seed=config["seed"],
-        device=config["device"],
-    script:
-        "../scripts/train_dfr.py"
+# One rule per Study A dataset, each job refitting the runs of one classifier job (classifier.runs_per_job).
+for dataset in study_a_datasets(config):
+    job_file = job_name(dataset, "dfr")
+
+    rule:
+        name:
+            f"train_dfr_{dataset}"
+        input:
+            erm=job_paths(
+                dataset,
+                "results/{dataset}/variants/{variant}/runs/erm/{arch}/alpha{alpha}_seed{seed}/model.pt",
+            ),
+            real="results/{dataset}/real.h5",
+            synthetic="results/{dataset}/variants/{variant}/synthetic.h5",
+            balanced=job_paths(
+                dataset,
+                "results/{dataset}/variants/{variant}/manifests/balanced_seed{seed}.h5",
+            ),
+            test="results/{dataset}/variants/{variant}/manifests/test.h5",
+        output:
+            model=job_paths(
+                dataset,
+                "results/{dataset}/variants/{variant}/runs/dfr/{arch}/alpha{alpha}_seed{seed}/model.pt",
+            ),
+            predictions=job_paths(
+                dataset,
+                "results/{dataset}/variants/{variant}/runs/dfr/{arch}/alpha{alpha}_seed{seed}/predictions.csv",
+            ),
+        log:
+            f"logs/mitigation/{job_file}.log",
+        benchmark:
+            f"results/benchmarks/mitigation/{job_file}.tsv"
+        wildcard_constraints:
+            dataset=dataset,
+        retries: 2  # a killed attempt refits from the ERM models again (seconds)
+        conda:
+            "../../envs/torch.yaml"
+        threads: 1
+        resources:
+            gpu=1,
+            mem_mb=lambda wildcards, attempt: 3000 * attempt,
+            runtime=job_minutes(dataset, 20),
+        params:
+            classifier=classifier_settings,
+            dfr=lambda wildcards: section(wildcards, "mitigation")["dfr"],
+            seed=config["seed"],
+            device=config["device"],
+        script:
+            "../scripts/train_dfr.py"
 
 
 rule mitigation_summary:

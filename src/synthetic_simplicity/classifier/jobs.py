@@ -1,10 +1,12 @@
-"""Entry points of the classifier rules (workflow/rules/classifier.smk): train one classifier, predict
-every test image, save both. The two studies differ in what they read and predict; the tail is shared."""
+"""Entry points of the classifier rules (workflow/rules/classifier.smk): train classifiers, predict every
+test image, save both. The two studies differ in what they read and predict (and Study A trains the
+runs of one job in one process); the tail is shared."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def save_run(model, history: dict, class_names: list[str], counts: dict, architecture: str, model_path: str,
-          predictions_path: str, frame: pd.DataFrame, checkpoints: list[str], **extra) -> pd.DataFrame:
-    """Write model and predictions; the checkpoints go last (model.pt supersedes them)."""
+             predictions_path: str, frame: pd.DataFrame, **extra) -> pd.DataFrame:
+    """Write model and predictions (the caller removes the run's checkpoints: model.pt supersedes them)."""
     atomic_torch_save({"architecture": architecture, "state_dict": model.state_dict(), "class_names": class_names,
                        "train_counts": counts, "history": history} | extra, model_path)
     write_csv(predictions_path, frame)
-    for checkpoint in checkpoints:
-        Path(checkpoint).unlink(missing_ok=True)
     return frame
 
 
@@ -40,39 +40,75 @@ def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: li
     model, history = train_classifier(images, targets, len(class_names), architecture, cfg, seed, device,
                                       precision, checkpoint, val=val, section=section, progress=progress,
                                       make_objective=make_objective)
-    return save_run(model, history, class_names, counts, architecture, model_path, predictions_path, predict(model),
-                 [checkpoint])
+    return save_run(model, history, class_names, counts, architecture, model_path, predictions_path, predict(model))
 
 
 # Study A
 
 
-def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_path: str, test_path: str,
-                     model_path: str, predictions_path: str, architecture: str, cfg: dict, section: str, seed: int,
-                     device_name: str, checkpoint: str, method: str = "erm", settings: dict | None = None,
-                     threads: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """One classifier on an alpha manifest; its validation manifest has the same alpha mix.
+@dataclass(frozen=True)
+class Run:
+    """One run of a job: its manifests, its output files and its derived seed. It checkpoints beside
+    its model."""
+
+    train: str
+    val: str
+    model: str
+    predictions: str
+    seed: int
+
+    @property
+    def checkpoint(self) -> str:
+        return str(Path(self.model).with_name("checkpoint.pt"))
+
+
+def train_classifiers(real_path: str, synthetic_path: str, test_path: str, runs: list[Run], architecture: str,
+                      cfg: dict, section: str, device_name: str, method: str = "erm", settings: dict | None = None,
+                      threads: int | None = None, progress: bool = True) -> list[pd.DataFrame]:
+    """The runs of one job (``classifier.runs_per_job``) in this process; each run's validation manifest
+    has the same alpha mix as its training manifest.
+
+    The pools and the test set are read once; each run is then seeded, trained, tested and saved as a
+    job of its own would be, with the same numbers on the CPU. A run checkpoints after every epoch,
+    and the checkpoints are removed only once every run is saved: a retry of a killed job (Snakemake
+    deletes all of the job's outputs first) reloads its finished runs' last checkpoints instead of
+    training them again.
 
     ``cfg`` is the classifier section without its ``methods`` list (adding an arm must not change the
     ERM runs). ``method`` is one of ``mitigation.objectives.METHODS`` other than dfr
     (``mitigation.jobs.train_dfr``), trained with ``settings``, its entry of the mitigation section; a
-    method that is undefined on this training set writes a model file with the reason and no predictions."""
-    from ..mitigation.objectives import build_objective
-    from .training import predict, predictions_frame
-
-    device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
-    real, synthetic = read_imageset(real_path), read_imageset(synthetic_path)
-    train, val, test = read_manifest(train_path), read_manifest(val_path), read_manifest(test_path)
-    log.info("%s (%s) on %d training images %s (validation %s), device %s, precision %s", architecture, method,
-             len(train.label), train.attrs["counts"], val.attrs["counts"], device, precision)
+    method that is undefined on a training set writes a model file with the reason and no predictions."""
     methods_key = section + ".methods"
     if method == "dfr":
-        raise PipelineError(f"method dfr refits the ERM model's head (rule train_dfr), it is not trained here "
-                            f"(config key '{methods_key}')")
+        raise PipelineError(f"method dfr refits the ERM model's head (rule train_dfr_<dataset>), it is not "
+                            f"trained here (config key '{methods_key}')")
     if method != "erm":
         # The adversary's ramp spans the epoch budget, so with it a longer budget is a new run.
         ramp = method == "adversarial" and settings["ramp"]
         cfg = cfg | {"method": method, "mitigation": settings, "schedule_epochs": cfg["epochs"] if ramp else None}
+    real, synthetic, test = read_imageset(real_path), read_imageset(synthetic_path), read_manifest(test_path)
+    frames, checkpoints = [], []
+    for i, run in enumerate(runs, 1):
+        log.info("run %d of %d: %s", i, len(runs), Path(run.model).parent)
+        frame, used = _train_run(real, synthetic, test, run, architecture, cfg, section, device_name, method,
+                                 settings, threads, progress)
+        frames.append(frame)
+        checkpoints += used
+    for checkpoint in checkpoints:
+        Path(checkpoint).unlink(missing_ok=True)
+    return frames
+
+
+def _train_run(real, synthetic, test, run: Run, architecture: str, cfg: dict, section: str, device_name: str,
+               method: str, settings: dict | None, threads: int | None, progress: bool) -> tuple[pd.DataFrame, list]:
+    """One run of ``train_classifiers``: (its predictions, the checkpoints it wrote)."""
+    from ..mitigation.objectives import build_objective
+    from .training import predict, predictions_frame
+
+    device, precision = job_runtime(run.seed, device_name, cfg["precision"], threads)
+    train, val = read_manifest(run.train), read_manifest(run.val)
+    log.info("%s (%s) on %d training images %s (validation %s), device %s, precision %s", architecture, method,
+             len(train.label), train.attrs["counts"], val.attrs["counts"], device, precision)
 
     def predict_test(model):
         probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
@@ -84,20 +120,21 @@ def train_classifier(real_path: str, synthetic_path: str, train_path: str, val_p
 
         reason = undefined(train.label, train.pool)
         if reason:
-            return _skip(architecture, method, reason, model_path, predictions_path, test)
+            return _skip(architecture, method, reason, run.model, run.predictions, test), []
         model, history = train_two_stage(images, train.label, train.pool, (val_images, val.label, val.pool),
-                                         len(real.class_names), architecture, cfg, settings, seed,
-                                         device, precision, checkpoint, section, progress)
-        return save_run(model, history, real.class_names, train.attrs["counts"], architecture, model_path,
-                     predictions_path, predict_test(model),
-                     [stage_checkpoint(checkpoint, stage) for stage in ("synthetic", "real")])
+                                         len(real.class_names), architecture, cfg, settings, run.seed,
+                                         device, precision, run.checkpoint, section, progress)
+        frame = save_run(model, history, real.class_names, train.attrs["counts"], architecture, run.model,
+                         run.predictions, predict_test(model))
+        return frame, [stage_checkpoint(run.checkpoint, stage) for stage in ("synthetic", "real")]
 
     def make_objective(model):
-        return build_objective(method, settings, train.label, train.pool, model, cfg["epochs"], methods_key)
+        return build_objective(method, settings, train.label, train.pool, model, cfg["epochs"], section + ".methods")
 
-    return _train_predict_save(images, train.label, (val_images, val.label), real.class_names, train.attrs["counts"],
-                               architecture, cfg, section, seed, device, precision, checkpoint, model_path,
-                               predictions_path, predict_test, progress, make_objective)
+    frame = _train_predict_save(images, train.label, (val_images, val.label), real.class_names,
+                                train.attrs["counts"], architecture, cfg, section, run.seed, device, precision,
+                                run.checkpoint, run.model, run.predictions, predict_test, progress, make_objective)
+    return frame, [run.checkpoint]
 
 
 def _skip(architecture: str, method: str, reason: str, model_path: str, predictions_path: str, test) -> pd.DataFrame:
@@ -157,6 +194,8 @@ def train_supplementation(real_path: str, synthetic_path: str, train_path: str, 
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    return _train_predict_save(images, targets, val, real.class_names, train.attrs["counts"], architecture, cfg,
-                               section, seed, device, precision, checkpoint, model_path, predictions_path,
-                               predict_tests, progress)
+    frame = _train_predict_save(images, targets, val, real.class_names, train.attrs["counts"], architecture, cfg,
+                                section, seed, device, precision, checkpoint, model_path, predictions_path,
+                                predict_tests, progress)
+    Path(checkpoint).unlink(missing_ok=True)
+    return frame

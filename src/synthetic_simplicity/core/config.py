@@ -255,6 +255,25 @@ def _resolve_variants(section: dict, dataset: str) -> None:
     section["diffusion"]["steps"] = max(v["steps"] for v in section["variants"])
 
 
+def alpha_tag(alpha: float) -> str:
+    """How an alpha appears in paths and wildcards: 0, 0.25, 1."""
+    return f"{alpha:g}"
+
+
+def job_runs(section: dict, alpha: str | None, seed: str | None) -> list[tuple[str, str]]:
+    """(alpha, seed) tags of the runs one classifier job trains, in the order of its outputs.
+
+    ``classifier.runs_per_job`` one: the run (``alpha``, ``seed``) alone; seeds: every seed at
+    ``alpha``; sweep: every alpha and seed (the job's variant, method and architecture). ``alpha`` and
+    ``seed`` are the job's wildcards, or ``"{alpha}"`` and ``"{seed}"`` to get path patterns; the
+    ones a unit does not use may be None.
+    """
+    unit = section["classifier"]["runs_per_job"]
+    alphas = [alpha] if unit != "sweep" else [alpha_tag(a) for a in section["assembly"]["alphas"]]
+    seeds = [seed] if unit == "one" else [str(s) for s in section["classifier"]["seeds"]]
+    return [(a, s) for a in alphas for s in seeds]
+
+
 def variant_synthesis(section: dict, name: str) -> dict:
     """The synthesis settings of one variant: the synthesis section with the variant's sampler keys."""
     variant = next(v for v in section["variants"] if v["name"] == name)

@@ -13,7 +13,6 @@ import pandas as pd
 from ..core.atomic import atomic_output, write_csv, write_json
 from ..core.errors import PipelineError
 from ..core.imageset import SPLITS, ImageSet, read_imageset
-from ..core.runtime import atomic_torch_save, job_runtime, load_torch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,7 @@ def task_reference(real_path: str, model_path: str, metrics_path: str, cfg: dict
     """The class task on real images with the detectability budget, scored on the real test split: the
     difficulty every C2ST is compared with, and the feature space of every Fréchet distance."""
     from ..classifier.training import predict, train_classifier
+    from ..core.runtime import atomic_torch_save, job_runtime
     from ..evaluation.auroc import auroc_ci
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
@@ -113,6 +113,7 @@ def detectability(real_path: str, synthetic_path: str, reference_path: str, out_
                   threads: int | None = None) -> dict:
     """C2ST AUROC of one synthetic pool (pooled and per class, with CIs), its Fréchet distances and image
     statistics; the arrays of the fingerprints figure go to ``fingerprints_path`` (.npz)."""
+    from ..core.runtime import job_runtime, load_torch
     from .c2st import two_sample_test
 
     device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
@@ -161,6 +162,7 @@ def replica_detectability(real_path: str, replicas_path: str, out_path: str, tab
     bootstrap over the test patients. ``cfg["max_images"]`` caps the rows per half (seeded choice).
     """
     from ..core.imageset import open_images
+    from ..core.runtime import job_runtime
     from . import fingerprints as fp
     from .c2st import two_sample_test
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,10 +33,21 @@ def harmonise_pool(real_path: str, synthetic_path: str, out_path: str, match: li
     write_imageset(out_path, synthetic)
 
 
-def train_dfr(erm_model_path: str, real_path: str, synthetic_path: str, balanced_path: str, test_path: str,
-              model_path: str, predictions_path: str, cfg: dict, dfr_cfg: dict, device_name: str, seed: int,
-              threads: int | None = None) -> pd.DataFrame:
-    """The ERM model of the same run with its last layer refitted on the balanced held-out set."""
+@dataclass(frozen=True)
+class DfrRun:
+    """One DFR run of a job: the ERM model it refits, its balanced held-out set, its outputs and seed."""
+
+    erm: str
+    balanced: str
+    model: str
+    predictions: str
+    seed: int
+
+
+def train_dfr(real_path: str, synthetic_path: str, test_path: str, runs: list[DfrRun], cfg: dict, dfr_cfg: dict,
+              device_name: str, threads: int | None = None) -> list[pd.DataFrame]:
+    """Each run's ERM model with its last layer refitted on the balanced held-out set; the runs of one
+    job (``classifier.runs_per_job``) in this process, the pools and the test set read once."""
     import numpy as np
 
     from ..assembly.manifest import gather, read_manifest
@@ -45,21 +57,24 @@ def train_dfr(erm_model_path: str, real_path: str, synthetic_path: str, balanced
     from ..core.runtime import images_to_tensor, job_runtime, load_torch
     from .dfr import retrain_last_layer
 
-    device, precision = job_runtime(seed, device_name, cfg["precision"], threads)
-    real, synthetic = read_imageset(real_path), read_imageset(synthetic_path)
-    balanced, test = read_manifest(balanced_path), read_manifest(test_path)
-    erm = load_torch(erm_model_path)
-    images = gather(balanced, real, synthetic)
-    model = build_classifier(erm["architecture"], images_to_tensor(images[:1]).shape[1], len(real.class_names))
-    model.load_state_dict(erm["state_dict"])
-    model = model.to(device)
-    info = retrain_last_layer(model, images, balanced.label, dfr_cfg, cfg["batch_size"] * 4, device, precision)
-    probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
-    frame = predictions_frame(test.pool, test.index, test.label, probs)
-    save_run(model, erm["history"], real.class_names, erm["train_counts"], erm["architecture"], model_path,
-             predictions_path, frame, [], dfr=info | {"counts": balanced.attrs["counts"]})
-    log.info("DFR test accuracy %.3f on %d images", float(np.mean(frame["pred"] == frame["label"])), len(frame))
-    return frame
+    real, synthetic, test = read_imageset(real_path), read_imageset(synthetic_path), read_manifest(test_path)
+    frames = []
+    for i, run in enumerate(runs, 1):
+        log.info("run %d of %d: %s", i, len(runs), Path(run.model).parent)
+        device, precision = job_runtime(run.seed, device_name, cfg["precision"], threads)
+        balanced, erm = read_manifest(run.balanced), load_torch(run.erm)
+        images = gather(balanced, real, synthetic)
+        model = build_classifier(erm["architecture"], images_to_tensor(images[:1]).shape[1], len(real.class_names))
+        model.load_state_dict(erm["state_dict"])
+        model = model.to(device)
+        info = retrain_last_layer(model, images, balanced.label, dfr_cfg, cfg["batch_size"] * 4, device, precision)
+        probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
+        frame = predictions_frame(test.pool, test.index, test.label, probs)
+        save_run(model, erm["history"], real.class_names, erm["train_counts"], erm["architecture"], run.model,
+                 run.predictions, frame, dfr=info | {"counts": balanced.attrs["counts"]})
+        log.info("DFR test accuracy %.3f on %d images", float(np.mean(frame["pred"] == frame["label"])), len(frame))
+        frames.append(frame)
+    return frames
 
 
 def mitigation_summary(metrics_paths: list[str], out_path: str, ci: float, methods: list[str]) -> pd.DataFrame:
