@@ -99,8 +99,10 @@ def _check_plain(obj, where: str) -> None:
 def atomic_torch_save(obj, path: str | Path) -> None:
     """torch.save under a temporary name; refuses anything ``load_torch`` could not read back."""
     _check_plain(obj, "bundle")
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file object: torch.save names the archive's records after a path's file name, which
+    # here is the temporary one (it holds the PID), so identical runs would write different bytes.
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def load_torch(path: str | Path):
