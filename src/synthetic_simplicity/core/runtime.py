@@ -127,9 +127,9 @@ def maybe_compile(module: torch.nn.Module, enabled: bool, section: str):
                     section, torch.__version__)
         return module
     try:
-        import torch._dynamo
+        from torch import _dynamo
 
-        torch._dynamo.config.suppress_errors = True
+        _dynamo.config.suppress_errors = True  # a failed compilation falls back to eager, with a warning
     except (ImportError, AttributeError):
         pass
     log.info("%s: compiling the model with torch.compile (the first steps include compilation)", section)
