@@ -275,7 +275,7 @@ class LossRecord:
 
     def why(self) -> str:
         """What made it divergence, for the loop's message."""
-        return (f" in {MAX_SKIPPED_IN_A_ROW} steps in a row (fp16 loss scaling skips single ones)"
+        return (f" ({MAX_SKIPPED_IN_A_ROW} steps in a row; under fp16 loss scaling single ones are skipped)"
                 if self.scaled else "")
 
 
