@@ -74,6 +74,29 @@ def use_paths(site: Path | None) -> None:
     sys.path[:0] = paths
 
 
+def requirement_conflicts(site: Path) -> list[str]:
+    """Requirements of the carried distributions that this machine's packages do not meet (they
+    were installed without dependencies, beside the machine's own versions)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    problems = []
+    for dist in metadata.distributions(path=[str(site)]):
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker and not req.marker.evaluate({"extra": ""}):
+                continue
+            try:
+                have = metadata.version(req.name)
+            except metadata.PackageNotFoundError:
+                problems.append(f"{dist.metadata['Name']} needs {req}: not installed")
+                continue
+            if req.specifier and not req.specifier.contains(have, prereleases=True):
+                problems.append(f"{dist.metadata['Name']} needs {req}, this machine has {have}")
+    return sorted(set(problems))
+
+
 def check_imports() -> None:
     """Every module the pipeline needs, with its version; stops naming what is missing."""
     from importlib import import_module, metadata
@@ -244,6 +267,12 @@ def main():
         say(f"set-up: {len(list(args.wheels.glob('*.whl')))} wheels installed into {site} in "
             f"{summary['setup_s']:.1f} s")
     use_paths(site)
+    if site:
+        conflicts = requirement_conflicts(site)
+        summary["requirement_conflicts"] = conflicts
+        say(f"requirements of the carried wheels not met here: {len(conflicts)}")
+        for c in conflicts:
+            say(f"  {c}")
     check_imports()
     summary["environment"] = describe_device(args.device)
     say("environment: " + ", ".join(f"{k} {v}" for k, v in summary["environment"].items()))
