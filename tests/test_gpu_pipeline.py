@@ -163,3 +163,10 @@ def test_compiled_classifier_trains_the_same_model_with_plain_state_keys(tmp_pat
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # no "_orig_mod." prefix
     assert np.allclose(predict(eager, images, 16, CPU, "fp32"), predict(compiled, images, 16, CPU, "fp32"),
                        atol=1e-4)
+
+
+def test_loader_workers_of_study_a_do_not_change_the_model(tmp_path, data):
+    """classifier.loader_workers for in-memory (Study A) sets: the same batches, the same model."""
+    plain, _ = classify(data, tmp_path / "a.pt", precision="fp32", epochs=1)
+    workers, _ = classify(data, tmp_path / "b.pt", precision="fp32", epochs=1, loader_workers=2)
+    assert_state_equal(plain.state_dict(), workers.state_dict())
