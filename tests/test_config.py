@@ -124,7 +124,7 @@ def with_change(path: str, value) -> dict:
         ("mnist.data.digits", [2, 3, 4], ["'mnist.data.digits'", "too long"]),
         ("mnist.data.digits", [2, 2], ["'mnist.data.digits'", "non-unique"]),
         ("mnist.synthesis.sampler", "euler", ["'mnist.synthesis.sampler'", "euler"]),
-        ("mnist.diffusion.precision", "fp16", ["'mnist.diffusion.precision'", "fp16"]),
+        ("mnist.diffusion.precision", "fp8", ["'mnist.diffusion.precision'", "fp8"]),
         ("mnist.classifier.architectures", ["vit"], ["'mnist.classifier.architectures[0]'"]),
         ("mnist.diffusion.steps", 0, ["'mnist.diffusion.steps'", "minimum of 1"]),
         ("mnist.diffusion.steps", True, ["'mnist.diffusion.steps'", "integer"]),
@@ -258,8 +258,8 @@ def test_zero_terminal_snr_needs_v_prediction():
 
 
 def test_added_training_keys_default_to_the_training_before_them():
-    """The schema's defaults of the keys added with Study B's recipe are the values the training loops
-    leave out of their resume keys, so a config that does not use them resumes its old checkpoints."""
+    """The schema's defaults of the keys added with Study B's recipe and for GPUs are the values the
+    training loops leave out of their resume keys, so a config that does not use them resumes its old checkpoints."""
     from synthetic_simplicity.classifier.training import ADDED_KEYS as classifier_keys
     from synthetic_simplicity.diffusion.training import ADDED_KEYS as diffusion_keys
 
@@ -268,7 +268,10 @@ def test_added_training_keys_default_to_the_training_before_them():
         assert {k: cfg[section]["diffusion"][k] for k in diffusion_keys} == diffusion_keys
     for section in ("chexpert", "mnist_demo"):
         assert {k: cfg[section]["classifier"][k] for k in classifier_keys} == classifier_keys
-    assert cfg["mnist"]["classifier"].keys().isdisjoint(classifier_keys)  # Study A's classifier is untouched
+    # Study A's classifier has the GPU settings (issue 15) of them, not Study B's recipe
+    gpu_keys = {"channels_last", "compile"}
+    assert cfg["mnist"]["classifier"].keys() & classifier_keys.keys() == gpu_keys
+    assert {k: cfg["mnist"]["classifier"][k] for k in gpu_keys} == {k: classifier_keys[k] for k in gpu_keys}
     study_b = validate_config({"chexpert": {"classifier": {"augment": {}, "mix": {"cutmix_alpha": 0}}}}, SCHEMA)
     assert study_b["chexpert"]["classifier"]["augment"] == {  # {} is Study B's augmentation
         "hflip": 0.5, "vflip": 0.5, "noise_p": 0.5, "noise_std": 0.3, "affine_p": 0.5, "rotate": 0.4, "scale": 0.1,

@@ -2,7 +2,9 @@
 (BCE, Study B).
 
 Images are read batch by batch from anything indexable by an index array (an array, or
-``imageset.H5Images`` for sets larger than memory), optionally in DataLoader worker processes.
+``imageset.H5Images`` for sets larger than memory), optionally in DataLoader worker processes. On CUDA
+an in-memory set is gathered on the GPU, a streamed one arrives in pinned memory, and losses are read
+in bulk (``core.runtime``), so the CPU queues the next steps while the GPU computes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,22 @@ from ..core.config import config_hash, resume_settings
 from ..core.errors import PipelineError, TrainingDivergedError
 from ..core.imageset import array_digest, data_key
 from ..core.optim import build_optimizer
-from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
+from ..core.runtime import (
+    LossRecord,
+    Stopwatch,
+    atomic_torch_save,
+    autocast,
+    grad_scaler,
+    images_to_tensor,
+    load_torch,
+    log_perf,
+    maybe_compile,
+    optimizer_step,
+    resident,
+    take,
+    to_device,
+    use_channels_last,
+)
 from ..core.seeds import derive_seed
 from .augment import recipe_batch
 from .models import build_classifier, load_pretrained
@@ -33,10 +50,12 @@ log = logging.getLogger(__name__)
 # tracked, so which one is returned (selection) and when to stop (patience) only read that record.
 RESUMABLE_KEYS = ("epochs", "loader_workers", "selection", "patience")
 SELECTIONS = ("last", "best_val_loss")
-# Study B's recipe (issue 16), each with the value that trains as before; at that value a key stays out
-# of the resume key, so earlier checkpoints stay valid. classifier.augment holds their meaning.
+# Study B's recipe (issue 16) and the GPU settings (issue 15), each with the value that trains as before;
+# at that value a key stays out of the resume key, so earlier checkpoints stay valid. classifier.augment
+# holds the recipe's meaning; channels_last and compile change the floating-point order, so a run
+# with another value is a new run.
 ADDED_KEYS = {"augment": None, "mix": None, "label_smoothing": 0.0, "ema_decay": None, "grad_clip": None,
-              "no_decay_1d": False}
+              "no_decay_1d": False, "channels_last": "auto", "compile": False}
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -52,12 +71,27 @@ class _Batches(torch.utils.data.Dataset):
         return self.images[np.asarray(index)]
 
 
-def iter_batches(images, batches: list[np.ndarray], workers: int):
+def iter_batches(images, batches: list[np.ndarray], workers: int, device: torch.device | None = None):
     """uint8 batches in the given order, read in ``workers`` processes (0: in this one); the consumer
     converts them on its device (``images_to_tensor``). A quarter of the bytes cross between processes,
-    and a worker never allocates float batches (at 256x256 its allocator kept ~1 GiB of them)."""
+    and a worker never allocates float batches (at 256x256 its allocator kept ~1 GiB of them).
+
+    For CUDA (``device``), an in-memory set is copied to the GPU once and each batch gathered there
+    (no worker would help), and a streamed set's batches arrive in pinned memory, ready for a copy
+    that does not wait for the GPU."""
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        on_gpu = resident(images, device)
+        if isinstance(on_gpu, torch.Tensor):
+            return (take(on_gpu, b) for b in batches)
     return torch.utils.data.DataLoader(_Batches(images), sampler=batches, batch_size=None, num_workers=workers,
-                                       prefetch_factor=4 if workers else None, persistent_workers=False)
+                                       prefetch_factor=4 if workers else None, persistent_workers=False,
+                                       pin_memory=cuda)
+
+
+def _on_device(x, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = images_to_tensor(x, device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -91,23 +125,21 @@ def _targets(labels: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def mean_loss(model: nn.Module, images, targets: torch.Tensor, batch_size: int, device: torch.device,
-              precision: str, workers: int = 0) -> float:
+              precision: str, workers: int = 0, channels_last: bool = False) -> float:
     """The training loss averaged over a held-out set, in eval mode."""
     model.eval()
     batches = [np.arange(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)]
-    total = 0.0
-    for idx, x in zip(batches, iter_batches(images, batches, workers)):
+    losses = []
+    for idx, x in zip(batches, iter_batches(images, batches, workers, device)):
         with autocast(device, precision):
-            logits = model(images_to_tensor(x, device)).float()
-        total += _loss(logits, targets[idx].to(device)).item() * len(idx)
+            logits = model(_on_device(x, device, channels_last)).float()
+        losses.append(_loss(logits, to_device(targets[idx], device)))
+    # Read once at the end (each .item() would make the CPU wait for the GPU), summed in this order
+    # as the per-batch floats always were.
+    total = 0.0
+    for value, idx in zip(torch.stack(losses).tolist(), batches):
+        total += value * len(idx)
     return total / len(images)
-
-
-def _check_finite(loss: torch.Tensor, section: str, cfg: dict, epoch: int) -> None:
-    if not torch.isfinite(loss):
-        raise TrainingDivergedError(
-            f"the {section} loss became {loss.item()} in epoch {epoch + 1}: training diverged; lower "
-            f"config key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
 
 
 def _ema(model: nn.Module, decay: float | None):
@@ -156,6 +188,8 @@ def train_classifier(
     ``label_smoothing`` change the training batches (``classifier.augment``), ``grad_clip`` clips the
     gradient norm, ``no_decay_1d`` spares 1-D parameters weight decay, and with ``ema_decay`` an EMA of
     the weights is what is validated, selected and returned (checkpointed, so a resume is exact).
+    So are the GPU settings: ``channels_last`` (``core.runtime.use_channels_last``), ``compile``
+    (``torch.compile``); precision ``fp16`` trains with a loss scaler, checkpointed too.
 
     ``make_objective(model)`` builds an objective (``mitigation.objectives``; None: the mean loss over a
     random permutation) that sets each epoch's order, a per-batch transform, the loss and any extra
@@ -185,11 +219,16 @@ def train_classifier(
         load_pretrained(model, cfg["pretrained"])
     objective = None if make_objective is None else make_objective(model)
     model = model.to(device)
+    nhwc = use_channels_last(cfg["channels_last"], device, precision)
+    if nhwc:
+        model = model.to(memory_format=torch.channels_last)
     extra = {} if objective is None else {name: m.to(device) for name, m in objective.modules.items()}
     params = [p for m in (model, *extra.values()) for p in m.parameters()]
     opt = build_optimizer(cfg["optimizer"], params, cfg["learning_rate"], cfg["weight_decay"], cfg["no_decay_1d"])
+    scaler = grad_scaler(device, precision)
     ema = _ema(model, cfg["ema_decay"])
     evaluated = model if ema is None else ema.module  # the weights validated, selected and returned
+    net = maybe_compile(model, cfg["compile"], section)  # for training steps; state is read from model
     # Everything that shapes the model: the section, the seed and exactly which images and targets.
     run_hash = config_hash(resume_settings(cfg, RESUMABLE_KEYS, ADDED_KEYS)
                            | {"seed": seed, "arch": architecture, "images": data_key(images),
@@ -212,39 +251,50 @@ def train_classifier(
                 objective.load_state_dict(state["objective"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
             epoch, history, best_state = state["epoch"], state["history"], state["best_state"]
             log.info("resuming from %s at epoch %d", ckpt_path, epoch)
+    record = LossRecord(device, scaled=scaler is not None)
+    workers = cfg.get("loader_workers", 0)
     bar = tqdm(total=cfg["epochs"], initial=epoch, desc=f"{architecture}", disable=not progress)
+    clock, trained = Stopwatch(device), 0
     while epoch < cfg["epochs"] and not _stopped(history, patience):
         model.train()
         generator = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
         order = torch.randperm(len(y_all), generator=generator) if objective is None \
             else objective.order(len(y_all), generator)
         batches = [order[i : i + cfg["batch_size"]].numpy() for i in range(0, len(order), cfg["batch_size"])]
-        total = 0.0
-        for idx, x in zip(batches, iter_batches(images, batches, cfg.get("loader_workers", 0))):
-            x, y = images_to_tensor(x, device), y_all[idx].to(device)
+
+        def diverged(value: float, step: int) -> None:
+            raise TrainingDivergedError(
+                f"the {section} loss became {value} in epoch {epoch + 1}{record.why()}: training diverged; lower "
+                f"config key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
+
+        total, counted = 0.0, 0
+        for idx, x in zip(batches, iter_batches(images, batches, workers, device)):
+            x, y = _on_device(x, device, nhwc), to_device(y_all[idx], device)
             if objective is not None:
                 x = objective.transform(x, generator)
             x, y = recipe_batch(x, y, generator, cfg)
             with autocast(device, precision):
-                logits = model(x).float()
+                logits = net(x).float()
                 loss = _loss(logits, y) if objective is None else objective.loss(logits, y, idx)
-            _check_finite(loss, section, cfg, epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg["grad_clip"] is not None:
-                nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-            opt.step()
+            if record.add(loss, len(idx)):
+                for value, n in record.read(diverged):
+                    total, counted = total + value * n, counted + n
+            optimizer_step(loss, opt, scaler, params, cfg["grad_clip"])
             if ema is not None:
                 ema.update_parameters(model)
-            total += loss.item() * len(idx)
-        history["train_loss"].append(total / len(y_all))
+            trained += len(idx)
+        for value, n in record.read(diverged):
+            total, counted = total + value * n, counted + n
+        history["train_loss"].append(total / counted if counted else float("nan"))
         if objective is not None:
             objective.end_epoch(history)
         if val is not None:
             history["val_loss"].append(mean_loss(evaluated, val[0], val_targets, 4 * cfg["batch_size"], device,
-                                                 precision, cfg.get("loader_workers", 0)))
+                                                 precision, workers, nhwc))
             best = history["best_epoch"]
             if best is None or history["val_loss"][-1] < history["val_loss"][best - 1]:
                 history["best_epoch"] = epoch + 1
@@ -254,7 +304,8 @@ def train_classifier(
                            "optimizer": opt.state_dict(), "history": history, "best_state": best_state,
                            "extra": {name: m.state_dict() for name, m in extra.items()},
                            "objective": {} if objective is None else objective.state_dict(),
-                           "ema": None if ema is None else ema.state_dict()}, ckpt_path)
+                           "ema": None if ema is None else ema.state_dict(),
+                           **({} if scaler is None else {"scaler": scaler.state_dict()})}, ckpt_path)
         bar.update(1)
         shown = {"loss": f"{history['train_loss'][-1]:.4f}"}
         if history["val_loss"]:
@@ -262,8 +313,14 @@ def train_classifier(
         bar.set_postfix(shown)
         log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v}" for k, v in shown.items()))
     bar.close()
+    if trained:
+        log_perf("classifier training", trained, clock.seconds(), device, architecture=architecture,
+                 precision=precision, channels_last=nhwc, compile=bool(cfg["compile"]),
+                 **({"skipped_steps": record.skipped} if scaler is not None else {}))
     if objective is not None:
         objective.close()
+    if nhwc:
+        model = model.to(memory_format=torch.contiguous_format)  # model.pt in the usual layout
     history["epochs_run"] = epoch
     history["selected_epoch"] = history["best_epoch"] if selection == "best_val_loss" else epoch
     if selection == "best_val_loss":
@@ -283,11 +340,11 @@ def predict(model: nn.Module, images, batch_size: int, device: torch.device, pre
     model.eval()
     batches = [np.arange(i, min(i + batch_size, len(images))) for i in range(0, len(images), batch_size)]
     probs = []
-    for x in iter_batches(images, batches, workers):
+    for x in iter_batches(images, batches, workers, device):
         with autocast(device, precision):
             logits = model(images_to_tensor(x, device)).float()
-        probs.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu().numpy())
-    return np.concatenate(probs)
+        probs.append(torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1))
+    return torch.cat(probs).cpu().numpy()
 
 
 @torch.no_grad()

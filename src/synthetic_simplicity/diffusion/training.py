@@ -23,7 +23,21 @@ from ..core.config import config_hash, resume_settings
 from ..core.errors import TrainingDivergedError
 from ..core.imageset import array_digest, data_key
 from ..core.optim import build_optimizer
-from ..core.runtime import atomic_torch_save, autocast, images_to_tensor, load_torch
+from ..core.runtime import (
+    LossRecord,
+    Stopwatch,
+    atomic_torch_save,
+    autocast,
+    grad_scaler,
+    images_to_tensor,
+    load_torch,
+    log_perf,
+    maybe_compile,
+    optimizer_step,
+    resident,
+    take,
+    to_device,
+)
 from ..core.seeds import derive_seed
 from .model import (
     build_unet,
@@ -40,10 +54,11 @@ log = logging.getLogger(__name__)
 # Keys that may change without invalidating checkpoints: the budget can be extended and a
 # resumed run continues with the same schedule (constant LR after warm-up).
 RESUMABLE_KEYS = ("steps", "checkpoint_every", "keep_checkpoints", "grid_per_class")
-# Keys added with Study B's recipe (issue 16), with the value that trains as before. At that value a
-# key stays out of the resume key, so earlier checkpoints of a config without it stay valid.
+# Keys added with Study B's recipe (issue 16) and for GPUs (issue 15), with the value that trains as
+# before. At that value a key stays out of the resume key, so earlier checkpoints of a config without it
+# stay valid.
 ADDED_KEYS = {"prediction_type": "epsilon", "rescale_betas_zero_snr": False, "optimizer": "adamw",
-              "no_decay_1d": False, "grad_clip": None, "ema_warmup": True}
+              "no_decay_1d": False, "grad_clip": None, "ema_warmup": True, "compile": False}
 
 
 def _latest_checkpoint(ckpt_dir: Path, run_hash: str, steps: int, snapshots: list[int]) -> dict | None:
@@ -103,7 +118,7 @@ def _step_batch(seed: int, step: int, n_rows: int, shape: tuple, timesteps: int,
         noise = torch.randn(shape, generator=g)
     rank, world = _process_group()
     share = slice(rank * shape[0] // world, (rank + 1) * shape[0] // world)
-    return idx[share], drop[share], t[share].to(device), noise[share].to(device)
+    return idx[share], drop[share], to_device(t[share], device), noise[share].to(device)
 
 
 def _mean_over_processes(loss: torch.Tensor) -> torch.Tensor:
@@ -172,32 +187,39 @@ def train_diffusion(
     from diffusers.training_utils import EMAModel
 
     # Without warm-up the decay is constant from the second step on, as Study B's EMA (which started
-    # from the initial weights where this one starts from those after the first step).
+    # from the initial weights where this one starts from those after the first step). On CUDA the
+    # update is one multi-tensor kernel instead of three per parameter (its rounding differs from the
+    # per-parameter one, which the CPU keeps, so CPU runs stay as they were).
     ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=cfg["ema_warmup"],
-                   min_decay=0.0 if cfg["ema_warmup"] else cfg["ema_decay"])
+                   min_decay=0.0 if cfg["ema_warmup"] else cfg["ema_decay"], foreach=device.type == "cuda")
     opt = build_optimizer(cfg["optimizer"], model.parameters(), cfg["learning_rate"], cfg["weight_decay"],
                           cfg["no_decay_1d"], fused=True)
     sched = make_train_scheduler(cfg)
+    scaler = grad_scaler(device, precision)
     step, kept = 0, {}
     state = _resume_state(ckpt_dir, run_hash, cfg["steps"], snapshots)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step, kept = state["step"], dict(state.get("snapshots", {}))
         if step in snapshots and str(step) not in kept:  # a checkpoint's EMA is that step's EMA
             kept[str(step)] = _ema_weights(ema, model)
     ema.to(device)
     alphas_cumprod = sched.alphas_cumprod.to(device)
-    net = _data_parallel(model, device)
+    net = maybe_compile(_data_parallel(model, device), cfg["compile"], section)
     writer = _process_group()[0] == 0  # one process writes the checkpoints
+    source = resident(images, device)  # on CUDA a set that fits is gathered on the GPU
 
     saving = [0.0]  # seconds spent writing checkpoints (1.9 GB each at Study B's size)
 
     def checkpoint(step: int) -> None:
         t = time.perf_counter()
         atomic_torch_save({"step": step, "hash": run_hash, "model": model.state_dict(),
-                           "optimizer": opt.state_dict(), "ema": ema.state_dict(), "snapshots": kept},
+                           "optimizer": opt.state_dict(), "ema": ema.state_dict(), "snapshots": kept,
+                           **({} if scaler is None else {"scaler": scaler.state_dict()})},
                           ckpt_dir / f"step_{step:08d}.pt")
         for old in sorted(ckpt_dir.glob("step_*.pt"))[: -cfg["keep_checkpoints"]]:
             old.unlink()
@@ -205,33 +227,36 @@ def train_diffusion(
 
     model.train()
     bar = tqdm(total=cfg["steps"], initial=step, desc="diffusion", disable=not progress, mininterval=10)
-    t0, losses = time.perf_counter(), []
+    losses = []
+    clock = Stopwatch(device)
     start = step
+    record = LossRecord(device, scaled=scaler is not None)
+
+    def diverged(value: float, index: int) -> None:
+        raise TrainingDivergedError(
+            f"the {section} loss became {value} at step {start + index + 1}{record.why()}: training diverged; lower "
+            f"config key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
+
     while step < cfg["steps"]:
         idx, drop, t, noise = _step_batch(seed, step, len(y_all), (cfg["batch_size"], channels, size, size),
                                           sched.config.num_train_timesteps, cfg["label_dropout"], device)
-        x0 = pad_to(images_to_tensor(images[idx.numpy()], device), size)
+        x0 = pad_to(images_to_tensor(take(source, idx), device), size)
         y = drop_conditions(y_all[idx], drop, num_classes)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for group in opt.param_groups:
             group["lr"] = cfg["learning_rate"] * min(1.0, (step + 1) / max(1, cfg["warmup_steps"]))
         with autocast(device, precision):
-            pred = net(xt, t, class_labels=y.to(device)).sample
+            pred = net(xt, t, class_labels=to_device(y, device)).sample
         loss = F.mse_loss(pred.float(), diffusion_target(sched.config.prediction_type, x0, noise, a))
-        batch_loss = _mean_over_processes(loss)
-        if not torch.isfinite(batch_loss):
-            raise TrainingDivergedError(
-                f"the {section} loss became {batch_loss.item()} at step {step + 1}: training diverged; lower config "
-                f"key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg["grad_clip"] is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-        opt.step()
+        # The losses are read (and checked) before every checkpoint, snapshot and progress update.
+        after = step + 1
+        due = after % 100 == 0 or after == cfg["steps"] or after in snapshots or after % cfg["checkpoint_every"] == 0
+        if record.add(_mean_over_processes(loss)) or due:
+            losses.extend(value for value, _ in record.read(diverged))
+        optimizer_step(loss, opt, scaler, model.parameters(), cfg["grad_clip"])
         ema.step(model.parameters())
         step += 1
-        losses.append(batch_loss.item())
         bar.update(1)
         if step % 100 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
@@ -240,7 +265,12 @@ def train_diffusion(
         if writer and (step % cfg["checkpoint_every"] == 0 or step == cfg["steps"] or step in snapshots):
             checkpoint(step)
     bar.close()
-    elapsed = time.perf_counter() - t0
+    elapsed = clock.seconds()
+    perf = {}
+    if step > start:
+        perf = log_perf("diffusion training", (step - start) * cfg["batch_size"], elapsed, device,
+                        precision=precision, processes=_process_group()[1], compile=bool(cfg["compile"]),
+                        **({"skipped_steps": record.skipped} if scaler is not None else {}))
     ema.copy_to(model.parameters())
     return {
         "unet_config": dict(model.config),
@@ -253,5 +283,6 @@ def train_diffusion(
         "snapshots": {s: w for s, w in kept.items() if int(s) in snapshots},
         "stats": {"steps": step, "resumed_from": start, "seconds": elapsed, "checkpoint_seconds": saving[0],
                   "steps_per_s": (step - start) / elapsed if step > start else None,
+                  "images_per_s": perf.get("images_per_s"), "gpu_peak_mib": perf.get("gpu_peak_mib"),
                   "final_loss": float(np.mean(losses[-100:])) if losses else None},
     }

@@ -10,7 +10,7 @@ import numpy as np
 from ..core.config import config_hash
 from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, SPLITS, ImageSet, ImageSetWriter, read_imageset
-from ..core.runtime import job_runtime, load_torch
+from ..core.runtime import Stopwatch, job_runtime, load_torch, log_perf
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,15 @@ def _sample_to_imageset(out_path: str, synthetic: ImageSet, conditions: np.ndarr
     log.info("sampling %d images with %s-%d on %s (%s)", len(synthetic) - writer.done, cfg["sampler"],
              cfg["sampling_steps"], device, precision)
     try:
+        clock, todo = Stopwatch(device), len(synthetic) - writer.done
         for batch in sampling.iter_samples(model, sampler, conditions, synthetic.seed, tuple(bundle["image_shape"]),
                                            bundle["num_classes"], cfg["sampling_steps"], cfg["guidance_scale"],
                                            cfg["batch_size"], device, precision, start=writer.done,
                                            progress=progress):
             writer.append(batch)
+        if todo:
+            log_perf("sampling", todo, clock.seconds(), device, sampler=f"{cfg['sampler']}-{cfg['sampling_steps']}",
+                     precision=precision)
         images = writer.file["images"]
         bad = np.concatenate([sampling.degenerate_mask(images[i : i + 4096], cfg["saturated_fraction"],
                                                        cfg["blank_std"]) for i in range(0, len(images), 4096)]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core.runtime import autocast, tensor_to_images
+from ..core.runtime import autocast, tensor_to_images, to_device
 from ..core.seeds import derive_seed
 from ..diffusion.model import condition_tensor, crop_to, drop_conditions
 
@@ -77,9 +77,9 @@ def iter_samples(
     cond_all = condition_tensor(conditions)
     bar = tqdm(total=len(seeds), initial=start, desc="sampling", disable=not progress, mininterval=10)
     for first in range(start, len(seeds), batch_size):
-        y = cond_all[first : first + batch_size].to(device)
+        y = to_device(cond_all[first : first + batch_size], device)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds[first : first + batch_size]]
-        x = torch.stack([torch.randn((channels, size, size), generator=g) for g in gens]).to(device)
+        x = to_device(torch.stack([torch.randn((channels, size, size), generator=g) for g in gens]), device)
         scheduler.set_timesteps(steps)
         for t in scheduler.timesteps:
             x_in, y_in = x, y
