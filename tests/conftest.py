@@ -1,5 +1,6 @@
 """Shared fixtures."""
 
+import numpy as np
 import pytest
 
 
@@ -12,3 +13,13 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def squares():
+    """40 tiny images: class 1 has a bright square, class 0 does not (plus noise)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 2
+    images = rng.integers(0, 60, size=(40, 12, 12), dtype=np.uint8)
+    images[labels == 1, 3:9, 3:9] = 230
+    return images, labels

@@ -26,18 +26,8 @@ CFG = {"epochs": 2, "batch_size": 16, "optimizer": "adamw", "learning_rate": 0.0
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-@pytest.fixture(scope="module")
-def data():
-    """40 tiny images: class 1 has a bright square, class 0 does not (plus noise)."""
-    rng = np.random.default_rng(0)
-    labels = np.arange(40) % 2
-    images = rng.integers(0, 60, size=(40, 12, 12), dtype=np.uint8)
-    images[labels == 1, 3:9, 3:9] = 230
-    return images, labels
-
-
-def train(data, path, arch="cnn", seed=0, **changes):
-    images, labels = data
+def train(squares, path, arch="cnn", seed=0, **changes):
+    images, labels = squares
     return train_classifier(images, labels, 2, arch, CFG | changes, seed, CPU, "fp32", path, progress=False)[0]
 
 
@@ -65,69 +55,69 @@ def test_unknown_architecture_names_the_key():
     assert "'vit'" in str(e.value) and "cnn" in str(e.value)
 
 
-def test_training_is_deterministic_and_learns(tmp_path, data):
-    images, labels = data
-    a = train(data, tmp_path / "a.pt")
-    b = train(data, tmp_path / "b.pt")
+def test_training_is_deterministic_and_learns(tmp_path, squares):
+    images, labels = squares
+    a = train(squares, tmp_path / "a.pt")
+    b = train(squares, tmp_path / "b.pt")
     assert_state_equal(a, b)
     pa, pb = predict(a, images, 16, CPU, "fp32"), predict(b, images, 16, CPU, "fp32")
     assert np.array_equal(pa, pb)
     assert pa.shape == (40, 2) and np.allclose(pa.sum(1), 1, atol=1e-5)
     assert (pa.argmax(1) == labels).mean() >= 0.9  # the bright square is easy
-    other = train(data, tmp_path / "c.pt", seed=1)
+    other = train(squares, tmp_path / "c.pt", seed=1)
     assert not np.array_equal(predict(other, images, 16, CPU, "fp32"), pa)
 
 
-def test_predict_is_batch_size_invariant(tmp_path, data):
-    images, _ = data
-    model = train(data, tmp_path / "a.pt", epochs=1)
+def test_predict_is_batch_size_invariant(tmp_path, squares):
+    images, _ = squares
+    model = train(squares, tmp_path / "a.pt", epochs=1)
     assert np.allclose(predict(model, images, 7, CPU, "fp32"), predict(model, images, 40, CPU, "fp32"), atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["cnn", "resnet18"])
-def test_extending_epochs_resumes(tmp_path, data, caplog, arch):
+def test_extending_epochs_resumes(tmp_path, squares, caplog, arch):
     assert "epochs" in RESUMABLE_KEYS
     ckpt = tmp_path / "ckpt.pt"
-    train(data, ckpt, arch, epochs=1)
+    train(squares, ckpt, arch, epochs=1)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
-        resumed = train(data, ckpt, arch, epochs=2)
+        resumed = train(squares, ckpt, arch, epochs=2)
     assert "at epoch 1" in caplog.text  # it resumed instead of starting over
     assert torch.load(ckpt, weights_only=True)["epoch"] == 2
-    straight = train(data, tmp_path / "straight.pt", arch, epochs=2)
+    straight = train(squares, tmp_path / "straight.pt", arch, epochs=2)
     assert_state_equal(resumed, straight)
 
 
-def test_finished_checkpoint_is_reused(tmp_path, data, caplog):
+def test_finished_checkpoint_is_reused(tmp_path, squares, caplog):
     ckpt = tmp_path / "ckpt.pt"
-    first = train(data, ckpt)
+    first = train(squares, ckpt)
     with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
-        again = train(data, ckpt)
+        again = train(squares, ckpt)
     assert "at epoch 2" in caplog.text
     assert_state_equal(first, again)
 
 
-def test_checkpoint_beyond_the_budget_is_not_used(tmp_path, data):
+def test_checkpoint_beyond_the_budget_is_not_used(tmp_path, squares):
     ckpt = tmp_path / "ckpt.pt"
-    train(data, ckpt, epochs=2)
-    fewer = train(data, ckpt, epochs=1)  # must not return the 2-epoch model
-    assert_state_equal(fewer, train(data, tmp_path / "one.pt", epochs=1))
+    train(squares, ckpt, epochs=2)
+    fewer = train(squares, ckpt, epochs=1)  # must not return the 2-epoch model
+    assert_state_equal(fewer, train(squares, tmp_path / "one.pt", epochs=1))
 
 
-def test_checkpoint_of_another_config_is_ignored(tmp_path, data, caplog):
+def test_checkpoint_of_another_config_is_ignored(tmp_path, squares, caplog):
     ckpt = tmp_path / "ckpt.pt"
-    train(data, ckpt, epochs=1, learning_rate=0.05)
+    train(squares, ckpt, epochs=1, learning_rate=0.05)
     with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
-        model = train(data, ckpt, epochs=1)
+        model = train(squares, ckpt, epochs=1)
     assert "resuming" not in caplog.text
-    assert_state_equal(model, train(data, tmp_path / "fresh.pt", epochs=1))
+    assert_state_equal(model, train(squares, tmp_path / "fresh.pt", epochs=1))
 
 
-def test_checkpoint_of_other_training_images_is_never_used(tmp_path, data, caplog):
+def test_checkpoint_of_other_training_images_is_never_used(tmp_path, squares, caplog):
     """A manifest that names other images (or gives them other labels) with the same count starts over."""
-    images, labels = data
+    images, labels = squares
     ckpt = tmp_path / "ckpt.pt"
-    train(data, ckpt, epochs=1)
+    train(squares, ckpt, epochs=1)
     for other in ((images[::-1].copy(), labels), (images, 1 - labels)):
         with caplog.at_level(logging.INFO, logger="synthetic_simplicity.classifier.training"):
             model = train(other, ckpt, epochs=2)
@@ -249,8 +239,8 @@ def test_pretrained_weights_adapt_an_rgb_stem_and_keep_a_fresh_head(tmp_path, ca
                          CPU, "fp32", tmp_path / "d.pt", progress=False)
 
 
-def test_validation_loss_selects_the_best_epoch(tmp_path, data):
-    images, labels = data
+def test_validation_loss_selects_the_best_epoch(tmp_path, squares):
+    images, labels = squares
     val = (images[::2], labels[::2])
     cfg = CFG | {"epochs": 4, "selection": "best_val_loss"}
     model, history = train_classifier(images, labels, 2, "cnn", cfg, 0, CPU, "fp32", tmp_path / "a.pt", val=val,
@@ -267,9 +257,9 @@ def test_validation_loss_selects_the_best_epoch(tmp_path, data):
     assert hist_last["selected_epoch"] == 4 and hist_last["val_loss"] == history["val_loss"]
 
 
-def test_early_stopping_after_patience_epochs_and_exact_resume(tmp_path, data):
+def test_early_stopping_after_patience_epochs_and_exact_resume(tmp_path, squares):
     """Validation labels flipped: the better the model learns, the worse its validation loss."""
-    images, labels = data
+    images, labels = squares
     val = (images, 1 - labels)
     cfg = CFG | {"epochs": 12, "selection": "best_val_loss", "patience": 2}
     straight, history = train_classifier(images, labels, 2, "cnn", cfg, 0, CPU, "fp32", tmp_path / "s.pt", val=val,
@@ -283,20 +273,20 @@ def test_early_stopping_after_patience_epochs_and_exact_resume(tmp_path, data):
     assert_state_equal(resumed, straight)
 
 
-def test_selection_without_validation_images_names_the_keys(tmp_path, data):
+def test_selection_without_validation_images_names_the_keys(tmp_path, squares):
     from synthetic_simplicity.core.errors import PipelineError
 
-    images, labels = data
+    images, labels = squares
     for change in ({"selection": "best_val_loss"}, {"patience": 3}):
         with pytest.raises(PipelineError, match=r"'mnist\.classifier\.(selection|patience)|val_fraction"):
             train_classifier(images, labels, 2, "cnn", CFG | change, 0, CPU, "fp32", tmp_path / "x.pt",
                              section="mnist.classifier", progress=False)
 
 
-def test_diverging_loss_stops_with_the_key_to_change(tmp_path, data):
+def test_diverging_loss_stops_with_the_key_to_change(tmp_path, squares):
     from synthetic_simplicity.core.errors import TrainingDivergedError
 
-    images, labels = data
+    images, labels = squares
     with pytest.raises(TrainingDivergedError, match=r"config key 'mnist\.classifier\.learning_rate' \(now 1e\+09\)"):
         train_classifier(images, labels, 2, "cnn", CFG | {"learning_rate": 1e9, "epochs": 3}, 0, CPU, "fp32",
                          tmp_path / "x.pt", section="mnist.classifier", progress=False)

@@ -25,18 +25,8 @@ DIFFUSION = {"steps": 6, "batch_size": 4, "learning_rate": 0.002, "weight_decay"
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-@pytest.fixture(scope="module")
-def data():
-    """40 tiny images: class 1 has a bright square, class 0 does not (plus noise)."""
-    rng = np.random.default_rng(0)
-    labels = np.arange(40) % 2
-    images = rng.integers(0, 60, size=(40, 12, 12), dtype=np.uint8)
-    images[labels == 1, 3:9, 3:9] = 230
-    return images, labels
-
-
-def classify(data, path, precision="fp16", **changes):
-    images, labels = data
+def classify(squares, path, precision="fp16", **changes):
+    images, labels = squares
     return train_classifier(images, labels, 2, "cnn", CFG | {"precision": precision} | changes, 0, CPU, precision,
                             path, progress=False)
 
@@ -60,23 +50,23 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
 
 
 @pytest.mark.parametrize("grad_clip", [None, 1.0])
-def test_fp16_classifier_keeps_its_loss_scale_in_the_checkpoint_and_resumes_exactly(tmp_path, data, grad_clip):
+def test_fp16_classifier_keeps_its_loss_scale_in_the_checkpoint_and_resumes_exactly(tmp_path, squares, grad_clip):
     ckpt = tmp_path / "ckpt.pt"
-    classify(data, ckpt, epochs=1, grad_clip=grad_clip)
+    classify(squares, ckpt, epochs=1, grad_clip=grad_clip)
     saved = torch.load(ckpt, weights_only=True)["scaler"]
     assert saved["scale"] > 0 and "_growth_tracker" in saved
-    resumed, history = classify(data, ckpt, epochs=2, grad_clip=grad_clip)
-    straight, again = classify(data, tmp_path / "straight.pt", epochs=2, grad_clip=grad_clip)
+    resumed, history = classify(squares, ckpt, epochs=2, grad_clip=grad_clip)
+    straight, again = classify(squares, tmp_path / "straight.pt", epochs=2, grad_clip=grad_clip)
     assert_state_equal(resumed.state_dict(), straight.state_dict())
     assert history == again and all(math.isfinite(v) for v in history["train_loss"])
-    images, labels = data
+    images, labels = squares
     assert (predict(straight, images, 16, CPU, "fp16").argmax(1) == labels).mean() >= 0.9
-    classify(data, tmp_path / "fp32.pt", precision="fp32", epochs=1)
+    classify(squares, tmp_path / "fp32.pt", precision="fp32", epochs=1)
     assert "scaler" not in torch.load(tmp_path / "fp32.pt", weights_only=True)  # fp32 checkpoints as before
 
 
-def test_fp16_diffusion_keeps_its_loss_scale_in_the_checkpoint_and_resumes_exactly(tmp_path, data):
-    images, labels = data
+def test_fp16_diffusion_keeps_its_loss_scale_in_the_checkpoint_and_resumes_exactly(tmp_path, squares):
+    images, labels = squares
 
     def run(ckpt_dir, steps):
         return train_diffusion(images, labels, 2, DIFFUSION | {"steps": steps}, 5, CPU, "fp16", ckpt_dir,
@@ -90,10 +80,10 @@ def test_fp16_diffusion_keeps_its_loss_scale_in_the_checkpoint_and_resumes_exact
     assert math.isfinite(straight["stats"]["final_loss"])
 
 
-def test_fp16_skips_non_finite_steps_and_stops_after_ten_in_a_row(tmp_path, data):
+def test_fp16_skips_non_finite_steps_and_stops_after_ten_in_a_row(tmp_path, squares):
     """A learning rate of 1e9 overflows fp16 at once: each such step is skipped by the loss scaler,
     and ten in a row stop the job with the key to change, as in fp32."""
-    images, labels = data
+    images, labels = squares
     with pytest.raises(TrainingDivergedError, match=r"\(10 steps in a row.*'mnist\.classifier\.learning_rate'"):
         train_classifier(images, labels, 2, "cnn", CFG | {"epochs": 6, "learning_rate": 1e9}, 0, CPU, "fp16",
                          tmp_path / "x.pt", section="mnist.classifier", progress=False)
@@ -126,10 +116,10 @@ def test_loss_record_reads_in_bulk_on_cuda_and_skips_only_under_loss_scaling():
         scaled.read(raise_at)
 
 
-def test_channels_last_trains_the_same_model_up_to_rounding(tmp_path, data):
-    images, _ = data
-    plain, _ = classify(data, tmp_path / "a.pt", precision="fp32")
-    nhwc, _ = classify(data, tmp_path / "b.pt", precision="fp32", channels_last=True)
+def test_channels_last_trains_the_same_model_up_to_rounding(tmp_path, squares):
+    images, _ = squares
+    plain, _ = classify(squares, tmp_path / "a.pt", precision="fp32")
+    nhwc, _ = classify(squares, tmp_path / "b.pt", precision="fp32", channels_last=True)
     conv = next(m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous()  # model.pt in the usual layout
     assert np.allclose(predict(plain, images, 16, CPU, "fp32"), predict(nhwc, images, 16, CPU, "fp32"), atol=1e-4)
@@ -138,16 +128,16 @@ def test_channels_last_trains_the_same_model_up_to_rounding(tmp_path, data):
     assert runtime.use_channels_last("auto", torch.device("cuda"), "fp32") is False
 
 
-def test_perf_record_of_a_training_run_is_logged_and_read_back(tmp_path, data, caplog):
+def test_perf_record_of_a_training_run_is_logged_and_read_back(tmp_path, squares, caplog):
     with caplog.at_level(logging.INFO, logger="synthetic_simplicity.core.runtime"):
-        classify(data, tmp_path / "a.pt", precision="fp32", epochs=2)
+        classify(squares, tmp_path / "a.pt", precision="fp32", epochs=2)
     (record,) = runtime.read_perf(caplog.text)
     assert record["stage"] == "classifier training" and record["images"] == 2 * 40
     assert record["images_per_s"] > 0 and record["cpu_peak_rss_mib"] > 0 and "gpu_peak_mib" not in record
 
 
-def test_in_memory_images_stay_on_the_host_for_the_cpu(data):
-    images, _ = data
+def test_in_memory_images_stay_on_the_host_for_the_cpu(squares):
+    images, _ = squares
     assert runtime.resident(images, CPU) is images
     index = np.array([3, 1, 3])
     assert np.array_equal(runtime.take(images, index), images[index])
@@ -155,18 +145,18 @@ def test_in_memory_images_stay_on_the_host_for_the_cpu(data):
 
 
 @pytest.mark.slow
-def test_compiled_classifier_trains_the_same_model_with_plain_state_keys(tmp_path, data):
+def test_compiled_classifier_trains_the_same_model_with_plain_state_keys(tmp_path, squares):
     """torch.compile on the CPU (inductor needs a C++ compiler; without one the model runs eagerly)."""
-    images, _ = data
-    eager, _ = classify(data, tmp_path / "a.pt", precision="fp32", epochs=1)
-    compiled, _ = classify(data, tmp_path / "b.pt", precision="fp32", epochs=1, compile=True)
+    images, _ = squares
+    eager, _ = classify(squares, tmp_path / "a.pt", precision="fp32", epochs=1)
+    compiled, _ = classify(squares, tmp_path / "b.pt", precision="fp32", epochs=1, compile=True)
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # no "_orig_mod." prefix
     assert np.allclose(predict(eager, images, 16, CPU, "fp32"), predict(compiled, images, 16, CPU, "fp32"),
                        atol=1e-4)
 
 
-def test_loader_workers_of_study_a_do_not_change_the_model(tmp_path, data):
+def test_loader_workers_of_study_a_do_not_change_the_model(tmp_path, squares):
     """classifier.loader_workers for in-memory (Study A) sets: the same batches, the same model."""
-    plain, _ = classify(data, tmp_path / "a.pt", precision="fp32", epochs=1)
-    workers, _ = classify(data, tmp_path / "b.pt", precision="fp32", epochs=1, loader_workers=2)
+    plain, _ = classify(squares, tmp_path / "a.pt", precision="fp32", epochs=1)
+    workers, _ = classify(squares, tmp_path / "b.pt", precision="fp32", epochs=1, loader_workers=2)
     assert_state_equal(plain.state_dict(), workers.state_dict())
