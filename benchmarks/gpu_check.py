@@ -256,6 +256,9 @@ def main():
     p.add_argument("--targets", nargs="+", default=["all"], help="Snakemake targets of every run (default: all)")
     p.add_argument("--json", type=Path, help="write every figure here too")
     args = p.parse_args()
+    # Snakemake runs the jobs in their own directories: relative paths (PYTHONPATH's site) would miss
+    args.workdir, args.configfile = args.workdir.resolve(), args.configfile.resolve()
+    args.repeat_configfile = args.repeat_configfile.resolve()
     start = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)
     summary = {"args": {k: str(v) for k, v in vars(args).items()}}

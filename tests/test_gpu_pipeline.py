@@ -58,6 +58,8 @@ def test_fp16_classifier_keeps_its_loss_scale_in_the_checkpoint_and_resumes_exac
     resumed, history = classify(squares, ckpt, epochs=2, grad_clip=grad_clip)
     straight, again = classify(squares, tmp_path / "straight.pt", epochs=2, grad_clip=grad_clip)
     assert_state_equal(resumed.state_dict(), straight.state_dict())
+    # the scaler's state moves every step (growth tracker): a resume that dropped it would differ here
+    assert torch.load(ckpt, weights_only=True)["scaler"] == torch.load(tmp_path / "straight.pt", weights_only=True)["scaler"]
     assert history == again and all(math.isfinite(v) for v in history["train_loss"])
     images, labels = squares
     assert (predict(straight, images, 16, CPU, "fp16").argmax(1) == labels).mean() >= 0.9
@@ -77,6 +79,8 @@ def test_fp16_diffusion_keeps_its_loss_scale_in_the_checkpoint_and_resumes_exact
     resumed, straight = run(tmp_path / "a", 6), run(tmp_path / "b", 6)
     assert resumed["stats"]["resumed_from"] == 3
     assert_state_equal(resumed["state_dict"], straight["state_dict"])
+    last = [torch.load(d / "step_00000006.pt", weights_only=True)["scaler"] for d in (tmp_path / "a", tmp_path / "b")]
+    assert last[0] == last[1] and last[0]["_growth_tracker"] == 6
     assert math.isfinite(straight["stats"]["final_loss"])
 
 
@@ -160,3 +164,11 @@ def test_loader_workers_of_study_a_do_not_change_the_model(tmp_path, squares):
     plain, _ = classify(squares, tmp_path / "a.pt", precision="fp32", epochs=1)
     workers, _ = classify(squares, tmp_path / "b.pt", precision="fp32", epochs=1, loader_workers=2)
     assert_state_equal(plain.state_dict(), workers.state_dict())
+
+
+def test_fp16_perf_record_names_non_finite_loss_steps_and_the_final_loss_scale(tmp_path, squares, caplog):
+    with caplog.at_level(logging.INFO, logger="synthetic_simplicity.core.runtime"):
+        classify(squares, tmp_path / "a.pt", epochs=1)
+    (record,) = runtime.read_perf(caplog.text)
+    assert record["precision"] == "fp16" and record["nonfinite_loss_steps"] == 0
+    assert record["loss_scale"] == torch.load(tmp_path / "a.pt", weights_only=True)["scaler"]["scale"]

@@ -34,6 +34,7 @@ from ..core.runtime import (
     maybe_compile,
     optimizer_step,
     resident,
+    scaler_record,
     take,
     to_device,
     use_channels_last,
@@ -76,7 +77,7 @@ def iter_batches(images, batches: list[np.ndarray], workers: int, device: torch.
     converts them on its device (``images_to_tensor``). A quarter of the bytes cross between processes,
     and a worker never allocates float batches (at 256x256 its allocator kept ~1 GiB of them).
 
-    For CUDA (``device``), an in-memory set is copied to the GPU once and each batch gathered there
+    For CUDA (``device``), an in-memory set is copied to the GPU once per pass and each batch gathered there
     (no worker would help), and a streamed set's batches arrive in pinned memory, ready for a copy
     that does not wait for the GPU."""
     cuda = device is not None and device.type == "cuda"
@@ -316,7 +317,7 @@ def train_classifier(
     if trained:
         log_perf("classifier training", trained, clock.seconds(), device, architecture=architecture,
                  precision=precision, channels_last=nhwc, compile=bool(cfg["compile"]),
-                 **({"skipped_steps": record.skipped} if scaler is not None else {}))
+                 **(scaler_record(record, scaler) if scaler is not None else {}))
     if objective is not None:
         objective.close()
     if nhwc:

@@ -130,10 +130,15 @@ def maybe_compile(module: torch.nn.Module, enabled: bool, section: str):
         from torch import _dynamo
 
         _dynamo.config.suppress_errors = True  # a failed compilation falls back to eager, with a warning
+        _dynamo.reset()  # each run of a several-run job compiles afresh, as it would in its own process
     except (ImportError, AttributeError):
         pass
     log.info("%s: compiling the model with torch.compile (the first steps include compilation)", section)
-    return torch.compile(module)
+    try:
+        return torch.compile(module)
+    except RuntimeError as err:  # e.g. a torch and Python pairing that torch.compile does not support
+        log.warning("config key '%s.compile' is true, but torch.compile failed (%s); training eagerly", section, err)
+        return module
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
@@ -281,8 +286,15 @@ class LossRecord:
                 if self.scaled else "")
 
 
+def scaler_record(record: LossRecord, scaler) -> dict:
+    """What fp16 loss scaling did, for a perf record: steps whose loss was not finite (the scaler also
+    skips steps whose gradients overflow with a finite loss; those show only as a lower final scale)."""
+    return {"nonfinite_loss_steps": record.skipped, "loss_scale": float(scaler.get_scale())}
+
+
 def peak_memory_mib(device: torch.device) -> dict:
-    """This process's peak memory so far: the GPU memory torch allocated on CUDA, and resident CPU memory."""
+    """Peak memory: the GPU memory torch allocated on CUDA since the last ``Stopwatch`` started, and the
+    process's resident CPU memory so far (the kernel keeps no per-loop peak)."""
     peak = {"cpu_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device.type == "cuda":
         peak["gpu_peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -313,6 +325,8 @@ class Stopwatch:
 
     def __init__(self, device: torch.device):
         self.device = device
+        if device.type == "cuda":  # the GPU peak in a perf record is this timed loop's, not an earlier run's in the job
+            torch.cuda.reset_peak_memory_stats(device)
         self.start = time.perf_counter()
 
     def seconds(self) -> float:

@@ -35,6 +35,7 @@ from ..core.runtime import (
     maybe_compile,
     optimizer_step,
     resident,
+    scaler_record,
     take,
     to_device,
 )
@@ -270,7 +271,7 @@ def train_diffusion(
     if step > start:
         perf = log_perf("diffusion training", (step - start) * cfg["batch_size"], elapsed, device,
                         precision=precision, processes=_process_group()[1], compile=bool(cfg["compile"]),
-                        **({"skipped_steps": record.skipped} if scaler is not None else {}))
+                        **(scaler_record(record, scaler) if scaler is not None else {}))
     ema.copy_to(model.parameters())
     return {
         "unet_config": dict(model.config),
