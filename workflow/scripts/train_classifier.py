@@ -2,19 +2,16 @@
 each with its own model, per-image test predictions and derived seed."""
 
 from synthetic_simplicity.classifier import jobs
-from synthetic_simplicity.core.config import job_runs
 from synthetic_simplicity.core.joblog import job_log
-from synthetic_simplicity.core.seeds import derive_seed
 
 w = snakemake.wildcards
-# The same list, in the same order, as the rule's outputs (workflow/rules/common.smk: job_paths).
-tags = job_runs(snakemake.config[w.dataset], w.get("alpha"), w.get("seed"))
+# In the same order as the rule's outputs (workflow/rules/common.smk: job_paths).
+seeds = jobs.job_seeds(snakemake.config[w.dataset], snakemake.params.seed, w.dataset, w.arch, w.get("alpha"),
+                       w.get("seed"))
 runs = [
-    jobs.Run(train, val, model, predictions,
-             derive_seed(snakemake.params.seed, w.dataset, "classifier", w.arch, alpha, seed))
-    for (alpha, seed), train, val, model, predictions in zip(
-        tags, snakemake.input.train, snakemake.input.val, snakemake.output.model, snakemake.output.predictions,
-        strict=True)
+    jobs.Run(*paths)
+    for paths in zip(snakemake.input.train, snakemake.input.val, snakemake.output.model, snakemake.output.predictions,
+                     seeds, strict=True)
 ]
 with job_log(snakemake.log[0]):
     jobs.train_classifiers(

@@ -14,9 +14,11 @@ import pandas as pd
 
 from ..assembly.manifest import PooledImages, gather, read_manifest
 from ..core.atomic import write_csv
+from ..core.config import job_runs
 from ..core.errors import PipelineError
 from ..core.imageset import SOURCES, SPLITS, open_images, read_imageset
 from ..core.runtime import atomic_torch_save, job_runtime
+from ..core.seeds import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,14 @@ def _train_predict_save(images, targets: np.ndarray, val: tuple, class_names: li
 
 
 # Study A
+
+
+def job_seeds(section: dict, base_seed: int, dataset: str, architecture: str, alpha: str | None,
+              seed: str | None) -> list[int]:
+    """The derived seed of each run of one classifier job, in the order of its outputs (``job_runs``).
+    The DFR job of the same runs uses the same seeds."""
+    return [derive_seed(base_seed, dataset, "classifier", architecture, a, s)
+            for a, s in job_runs(section, alpha, seed)]
 
 
 @dataclass(frozen=True)
@@ -87,11 +97,12 @@ def train_classifiers(real_path: str, synthetic_path: str, test_path: str, runs:
         ramp = method == "adversarial" and settings["ramp"]
         cfg = cfg | {"method": method, "mitigation": settings, "schedule_epochs": cfg["epochs"] if ramp else None}
     real, synthetic, test = read_imageset(real_path), read_imageset(synthetic_path), read_manifest(test_path)
+    test_images = gather(test, real, synthetic)  # the same test images for every run of the job
     frames, checkpoints = [], []
     for i, run in enumerate(runs, 1):
         log.info("run %d of %d: %s", i, len(runs), Path(run.model).parent)
-        frame, used = _train_run(real, synthetic, test, run, architecture, cfg, section, device_name, method,
-                                 settings, threads, progress)
+        frame, used = _train_run(real, synthetic, test, test_images, run, architecture, cfg, section, device_name,
+                                 method, settings, threads, progress)
         frames.append(frame)
         checkpoints += used
     for checkpoint in checkpoints:
@@ -99,8 +110,9 @@ def train_classifiers(real_path: str, synthetic_path: str, test_path: str, runs:
     return frames
 
 
-def _train_run(real, synthetic, test, run: Run, architecture: str, cfg: dict, section: str, device_name: str,
-               method: str, settings: dict | None, threads: int | None, progress: bool) -> tuple[pd.DataFrame, list]:
+def _train_run(real, synthetic, test, test_images: np.ndarray, run: Run, architecture: str, cfg: dict, section: str,
+               device_name: str, method: str, settings: dict | None, threads: int | None,
+               progress: bool) -> tuple[pd.DataFrame, list]:
     """One run of ``train_classifiers``: (its predictions, the checkpoints it wrote)."""
     from ..mitigation.objectives import build_objective
     from .training import predict, predictions_frame
@@ -111,7 +123,7 @@ def _train_run(real, synthetic, test, run: Run, architecture: str, cfg: dict, se
              len(train.label), train.attrs["counts"], val.attrs["counts"], device, precision)
 
     def predict_test(model):
-        probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
+        probs = predict(model, test_images, cfg["batch_size"] * 4, device, precision)
         return predictions_frame(test.pool, test.index, test.label, probs)
 
     images, val_images = gather(train, real, synthetic), gather(val, real, synthetic)

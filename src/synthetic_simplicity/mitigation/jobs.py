@@ -58,6 +58,7 @@ def train_dfr(real_path: str, synthetic_path: str, test_path: str, runs: list[Df
     from .dfr import retrain_last_layer
 
     real, synthetic, test = read_imageset(real_path), read_imageset(synthetic_path), read_manifest(test_path)
+    test_images = gather(test, real, synthetic)  # the same test images for every run of the job
     frames = []
     for i, run in enumerate(runs, 1):
         log.info("run %d of %d: %s", i, len(runs), Path(run.model).parent)
@@ -68,7 +69,7 @@ def train_dfr(real_path: str, synthetic_path: str, test_path: str, runs: list[Df
         model.load_state_dict(erm["state_dict"])
         model = model.to(device)
         info = retrain_last_layer(model, images, balanced.label, dfr_cfg, cfg["batch_size"] * 4, device, precision)
-        probs = predict(model, gather(test, real, synthetic), cfg["batch_size"] * 4, device, precision)
+        probs = predict(model, test_images, cfg["batch_size"] * 4, device, precision)
         frame = predictions_frame(test.pool, test.index, test.label, probs)
         save_run(model, erm["history"], real.class_names, erm["train_counts"], erm["architecture"], run.model,
                  run.predictions, frame, dfr=info | {"counts": balanced.attrs["counts"]})
