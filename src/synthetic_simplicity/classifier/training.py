@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.config import config_hash, resume_settings
-from ..core.errors import PipelineError, TrainingDivergedError
+from ..core.errors import PipelineError
 from ..core.imageset import array_digest, data_key
 from ..core.optim import build_optimizer
 from ..core.runtime import (
@@ -268,11 +268,9 @@ def train_classifier(
         batches = [order[i : i + cfg["batch_size"]].numpy() for i in range(0, len(order), cfg["batch_size"])]
 
         def diverged(value: float, step: int) -> None:
-            raise TrainingDivergedError(
-                f"the {section} loss became {value} in epoch {epoch + 1}{record.why()}: training diverged; lower "
-                f"config key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
+            raise record.diverged(section, cfg["learning_rate"], value, f"in epoch {epoch + 1}")
 
-        total, counted = 0.0, 0
+        read = []  # (loss, images) of this epoch's steps, read in bulk
         for idx, x in zip(batches, iter_batches(images, batches, workers, device)):
             x, y = _on_device(x, device, nhwc), to_device(y_all[idx], device)
             if objective is not None:
@@ -282,15 +280,15 @@ def train_classifier(
                 logits = net(x).float()
                 loss = _loss(logits, y) if objective is None else objective.loss(logits, y, idx)
             if record.add(loss, len(idx)):
-                for value, n in record.read(diverged):
-                    total, counted = total + value * n, counted + n
+                read += record.read(diverged)
             optimizer_step(loss, opt, scaler, params, cfg["grad_clip"])
             if ema is not None:
                 ema.update_parameters(model)
             trained += len(idx)
-        for value, n in record.read(diverged):
-            total, counted = total + value * n, counted + n
-        history["train_loss"].append(total / counted if counted else float("nan"))
+        read += record.read(diverged)
+        counted = sum(n for _, n in read)
+        # summed in step order, as the per-step floats always were
+        history["train_loss"].append(sum(value * n for value, n in read) / counted if counted else float("nan"))
         if objective is not None:
             objective.end_epoch(history)
         if val is not None:
@@ -317,7 +315,7 @@ def train_classifier(
     if trained:
         log_perf("classifier training", trained, clock.seconds(), device, architecture=architecture,
                  precision=precision, channels_last=nhwc, compile=bool(cfg["compile"]),
-                 **(scaler_record(record, scaler) if scaler is not None else {}))
+                 **scaler_record(record, scaler))
     if objective is not None:
         objective.close()
     if nhwc:

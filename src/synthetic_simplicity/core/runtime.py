@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_output
-from .errors import PipelineError
+from .errors import PipelineError, TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -280,15 +280,21 @@ class LossRecord:
                 on_diverged(value, first + i)
         return kept
 
-    def why(self) -> str:
-        """What made it divergence, for the loop's message."""
-        return (f" ({MAX_SKIPPED_IN_A_ROW} steps in a row; under fp16 loss scaling single ones are skipped)"
-                if self.scaled else "")
+    def diverged(self, section: str, learning_rate: float, value: float, where: str) -> TrainingDivergedError:
+        """The error that stops a diverged loop, naming the config key to change."""
+        why = f" ({MAX_SKIPPED_IN_A_ROW} steps in a row; under fp16 loss scaling single ones are skipped)" \
+            if self.scaled else ""
+        return TrainingDivergedError(
+            f"the {section} loss became {value} {where}{why}: training diverged; lower config key "
+            f"'{section}.learning_rate' (now {learning_rate:g}), e.g. by a factor of 10")
 
 
 def scaler_record(record: LossRecord, scaler) -> dict:
-    """What fp16 loss scaling did, for a perf record: steps whose loss was not finite (the scaler also
-    skips steps whose gradients overflow with a finite loss; those show only as a lower final scale)."""
+    """What fp16 loss scaling did, for a perf record (nothing without a scaler): steps whose loss was not
+    finite (the scaler also skips steps whose gradients overflow with a finite loss; those show only
+    as a lower final scale)."""
+    if scaler is None:
+        return {}
     return {"nonfinite_loss_steps": record.skipped, "loss_scale": float(scaler.get_scale())}
 
 

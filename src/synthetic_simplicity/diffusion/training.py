@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..core.config import config_hash, resume_settings
-from ..core.errors import TrainingDivergedError
 from ..core.imageset import array_digest, data_key
 from ..core.optim import build_optimizer
 from ..core.runtime import (
@@ -234,9 +233,10 @@ def train_diffusion(
     record = LossRecord(device, scaled=scaler is not None)
 
     def diverged(value: float, index: int) -> None:
-        raise TrainingDivergedError(
-            f"the {section} loss became {value} at step {start + index + 1}{record.why()}: training diverged; lower "
-            f"config key '{section}.learning_rate' (now {cfg['learning_rate']:g}), e.g. by a factor of 10")
+        raise record.diverged(section, cfg["learning_rate"], value, f"at step {start + index + 1}")
+
+    def saves_at(s: int) -> bool:  # a checkpoint or snapshot is written after step s
+        return s % cfg["checkpoint_every"] == 0 or s == cfg["steps"] or s in snapshots
 
     while step < cfg["steps"]:
         idx, drop, t, noise = _step_batch(seed, step, len(y_all), (cfg["batch_size"], channels, size, size),
@@ -251,9 +251,7 @@ def train_diffusion(
             pred = net(xt, t, class_labels=to_device(y, device)).sample
         loss = F.mse_loss(pred.float(), diffusion_target(sched.config.prediction_type, x0, noise, a))
         # The losses are read (and checked) before every checkpoint, snapshot and progress update.
-        after = step + 1
-        due = after % 100 == 0 or after == cfg["steps"] or after in snapshots or after % cfg["checkpoint_every"] == 0
-        if record.add(_mean_over_processes(loss)) or due:
+        if record.add(_mean_over_processes(loss)) or (step + 1) % 100 == 0 or saves_at(step + 1):
             losses.extend(value for value, _ in record.read(diverged))
         optimizer_step(loss, opt, scaler, model.parameters(), cfg["grad_clip"])
         ema.step(model.parameters())
@@ -263,7 +261,7 @@ def train_diffusion(
             bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
         if step in snapshots:
             kept[str(step)] = _ema_weights(ema, model)
-        if writer and (step % cfg["checkpoint_every"] == 0 or step == cfg["steps"] or step in snapshots):
+        if writer and saves_at(step):
             checkpoint(step)
     bar.close()
     elapsed = clock.seconds()
@@ -271,7 +269,7 @@ def train_diffusion(
     if step > start:
         perf = log_perf("diffusion training", (step - start) * cfg["batch_size"], elapsed, device,
                         precision=precision, processes=_process_group()[1], compile=bool(cfg["compile"]),
-                        **(scaler_record(record, scaler) if scaler is not None else {}))
+                        **scaler_record(record, scaler))
     ema.copy_to(model.parameters())
     return {
         "unet_config": dict(model.config),
